@@ -1,0 +1,132 @@
+"""Every argument check of keras_sparse, in one place.
+
+Each check raises `ValueError` or `TypeError` with a message that names the
+argument, shows the value received and says what is accepted, so that a user
+can fix the call without reading the source.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _short(value: Any) -> str:
+    """Return a short printable form of `value` for an error message."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    if sp.issparse(value):
+        return f"{type(value).__name__} of shape {value.shape}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Check that `value` is an integer >= `minimum` and return it as `int`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`{name}` must be an integer >= {minimum}, got {_short(value)} "
+            f"of type {type(value).__name__}. Pass e.g. {name}={max(minimum, 1)}."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}, got {value}. "
+            f"Pass e.g. {name}={max(minimum, 1)}."
+        )
+    return int(value)
+
+
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """Check that `value` is a real number in [low, high] (or [low, high))."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number, got {_short(value)}.")
+    value = float(value)
+    if np.isnan(value):
+        raise ValueError(f"`{name}` must be a number, got NaN.")
+    bad_low = low is not None and value < low
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        upper = ")" if high_open else "]"
+        raise ValueError(f"`{name}` must lie in [{low}, {high}{upper}, got {value}.")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """Check that `value` is one of `choices`."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {_short(value)}.")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Check that `value` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {_short(value)}.")
+    return bool(value)
+
+
+def check_dtype(dtype: Any, name: str) -> None:
+    """Reject complex, string and object dtypes, which no sparse op supports."""
+    kind = np.dtype(dtype).kind
+    if kind == "c":
+        raise TypeError(
+            f"`{name}` has complex dtype {np.dtype(dtype)}; keras_sparse supports real "
+            f"values only. Split real and imaginary parts into two inputs."
+        )
+    if kind not in "biuf":
+        raise TypeError(
+            f"`{name}` has dtype {np.dtype(dtype)}; keras_sparse needs numbers "
+            f"(bool, int or float)."
+        )
+
+
+def check_ndim(shape: tuple, name: str, ndim: int | tuple[int, ...]) -> None:
+    """Check the rank of a shape."""
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(shape) not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"`{name}` must be {want}, got shape {tuple(shape)} ({len(shape)}-D).")
+
+
+def check_same_rows(parts: Mapping[str, int]) -> int:
+    """Check that every named part has the same number of rows; return it."""
+    items = list(parts.items())
+    first_name, first_rows = items[0]
+    for part_name, rows in items[1:]:
+        if rows != first_rows:
+            raise ValueError(
+                f"`{part_name}` has {rows} rows but `{first_name}` has {first_rows}; "
+                f"every input, target and sample weight needs one row per sample."
+            )
+    return first_rows
+
+
+def check_sparse_or_array(value: Any, name: str) -> None:
+    """Check that `value` is a SciPy sparse matrix/array or array-like of numbers."""
+    from keras_sparse import _tf
+
+    if sp.issparse(value) or isinstance(value, np.ndarray) or _tf.is_sparse(value):
+        return
+    if _tf.is_tensor(value) or isinstance(value, (list, tuple)):
+        return
+    raise TypeError(
+        f"`{name}` must be a SciPy sparse matrix or array, a NumPy array or a "
+        f"tf.SparseTensor, got {type(value).__name__}."
+    )

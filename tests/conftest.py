@@ -1,0 +1,67 @@
+"""Shared fixtures. TensorFlow is imported once, quietly, for the whole session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("keras_sparse", max_examples=40, deadline=None)
+settings.load_profile("keras_sparse")
+
+PLANETOID_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "planetoid"
+
+MATRIX_CLASSES = [
+    sp.csr_matrix,
+    sp.csc_matrix,
+    sp.coo_matrix,
+    sp.lil_matrix,
+    sp.dok_matrix,
+    sp.bsr_matrix,
+    sp.dia_matrix,
+    sp.csr_array,
+    sp.csc_array,
+    sp.coo_array,
+    sp.lil_array,
+    sp.dok_array,
+    sp.bsr_array,
+    sp.dia_array,
+]
+# Formats whose construction from COO keeps explicit zeros as stored entries.
+ZERO_KEEPING = [
+    sp.csr_matrix,
+    sp.csc_matrix,
+    sp.coo_matrix,
+    sp.csr_array,
+    sp.csc_array,
+    sp.coo_array,
+]
+
+
+def coo_reference(shape, rows, cols, vals):
+    """Independent reference: {(r, c): summed value} of COO triplets, duplicates summed."""
+    out = {}
+    for r, c, v in zip(rows, cols, vals):
+        out[(int(r), int(c))] = out.get((int(r), int(c)), 0.0) + float(v)
+    return out
+
+
+@pytest.fixture
+def small_coo():
+    """A 4 x 5 COO with unsorted, duplicate entries, an explicit zero and an empty row."""
+    rows = np.array([3, 0, 3, 1, 0, 3])
+    cols = np.array([4, 2, 0, 1, 2, 4])
+    vals = np.array([1.0, 2.0, 0.0, 3.0, 5.0, 0.5], dtype=np.float32)
+    return sp.coo_matrix((vals, (rows, cols)), shape=(4, 5))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)

@@ -1,0 +1,195 @@
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+from conftest import MATRIX_CLASSES
+
+from keras_sparse.data import SparseDataset
+
+
+@pytest.fixture(scope="module")
+def xy():
+    rng = np.random.default_rng(0)
+    x = sp.random(70, 12, density=0.2, format="csr", random_state=1, dtype=np.float64)
+    x = sp.lil_matrix(x)
+    x[5] = 0  # an empty row
+    x = sp.csr_matrix(x)
+    y = rng.normal(size=(70, 1))
+    return x, y
+
+
+def _dense_model(n, seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((n,), sparse=True)
+    return keras.Model(inp, keras.layers.Dense(1)(inp))
+
+
+@pytest.mark.parametrize("cls", MATRIX_CLASSES, ids=lambda c: c.__name__)
+def test_batches_equal_dense_rows_for_every_format(cls, xy):
+    x, y = xy
+    ds = SparseDataset(cls(x), y, batch_size=32)
+    assert len(ds) == 3
+    seen = []
+    for i in range(len(ds)):
+        bx, by = ds[i]
+        assert isinstance(bx, tf.SparseTensor) and bx.values.dtype == tf.float32
+        seen.append(tf.sparse.to_dense(bx).numpy())
+        assert by.dtype == tf.float32
+    np.testing.assert_allclose(np.concatenate(seen), x.toarray(), rtol=1e-6)
+    assert seen[-1].shape[0] == 70 - 64  # the partial last batch is kept
+
+
+def test_unsorted_duplicate_coo_and_csc_train_where_keras_native_path_fails(xy):
+    x, y = xy
+    coo = x.tocoo()
+    perm = np.random.default_rng(0).permutation(coo.nnz)
+    rows = np.concatenate([coo.row[perm], [0]])
+    cols = np.concatenate([coo.col[perm], [0]])
+    vals = np.concatenate([coo.data[perm], [0.5]])
+    unsorted = sp.coo_matrix((vals, (rows, cols)), shape=x.shape)
+    model = _dense_model(12)
+    model.compile(optimizer="sgd", loss="mse")
+    for data in (unsorted, x.tocsc()):
+        history = model.fit(SparseDataset(data, y, batch_size=16), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+    pred = model.predict(SparseDataset(unsorted, batch_size=16), verbose=0)
+    kernel, bias = (w.numpy() for w in model.layers[-1].weights)
+    np.testing.assert_allclose(pred, unsorted.toarray() @ kernel + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_evaluate_predict_sequential_matches_dense_reference(xy):
+    x, y = xy
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((12,), sparse=True), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    ds = SparseDataset(x, y, batch_size=16, shuffle=True, seed=3)
+    model.fit(ds, epochs=2, verbose=0)
+    pred = model.predict(SparseDataset(x, batch_size=16), verbose=0)
+    dense_model = keras.Sequential(
+        [keras.Input((12,)), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    dense_model.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        pred, dense_model.predict(x.toarray(), verbose=0), rtol=1e-5, atol=1e-5
+    )
+    loss = model.evaluate(SparseDataset(x, y, batch_size=16), verbose=0)
+    np.testing.assert_allclose(loss, np.mean((pred - y) ** 2), rtol=1e-4)
+
+
+def test_train_on_batch_with_a_dataset_batch(xy):
+    x, y = xy
+    model = _dense_model(12)
+    model.compile(optimizer="sgd", loss="mse")
+    ds = SparseDataset(x.tocsc(), y, batch_size=16)
+    assert np.isfinite(model.train_on_batch(*ds[0]))
+
+
+def test_multi_input_dict_and_multi_output_tuple(xy):
+    x, y = xy
+    dense_part = np.arange(70 * 2, dtype=np.float64).reshape(70, 2) / 100
+    a = keras.Input((12,), sparse=True, name="items")
+    b = keras.Input((2,), name="extra")
+    h = keras.layers.Concatenate()([keras.layers.Dense(4)(a), b])
+    out1 = keras.layers.Dense(1, name="o1")(h)
+    out2 = keras.layers.Dense(1, name="o2")(h)
+    model = keras.Model({"items": a, "extra": b}, (out1, out2))
+    model.compile(optimizer="sgd", loss=("mse", "mse"))
+    weights = np.linspace(0.5, 1.5, 70)
+    ds = SparseDataset({"items": x, "extra": dense_part}, (y, 2 * y), weights, batch_size=20)
+    bx, by, bw = ds[0]
+    assert isinstance(bx["items"], tf.SparseTensor) and not isinstance(bx["extra"], tf.SparseTensor)
+    assert len(by) == 2 and bw.shape == (20,)
+    history = model.fit(ds, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    preds = model.predict(SparseDataset({"items": x, "extra": dense_part}), verbose=0)
+    assert preds[0].shape == (70, 1)
+
+
+def test_tuple_input_without_target_is_one_element_batch(xy):
+    x, _ = xy
+    ds = SparseDataset((x, x.tocsc()), batch_size=10)
+    batch = ds[0]
+    assert len(batch) == 1 and len(batch[0]) == 2
+
+
+def test_shuffle_reorders_each_epoch_and_is_reproducible(xy):
+    x, y = xy
+    ids = np.arange(70, dtype=np.float64)[:, None]
+
+    def epoch_orders(seed, epochs=3):
+        ds = SparseDataset(x, ids, batch_size=32, shuffle=True, seed=seed)
+        orders = []
+        for _ in range(epochs):
+            orders.append(np.concatenate([ds[i][1].numpy()[:, 0] for i in range(len(ds))]))
+            ds.on_epoch_end()
+        return orders
+
+    first, second = epoch_orders(7), epoch_orders(7)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])
+    assert sorted(first[0].tolist()) == list(range(70))
+    # The rows of x travel with their targets.
+    ds = SparseDataset(x, ids, batch_size=32, shuffle=True, seed=7)
+    bx, by = ds[1]
+    np.testing.assert_allclose(
+        tf.sparse.to_dense(bx).numpy(), x.toarray()[by.numpy()[:, 0].astype(int)], rtol=1e-6
+    )
+
+
+def test_integer_labels_keep_their_dtype(xy):
+    x, _ = xy
+    ds = SparseDataset(x, np.arange(70) % 3, batch_size=8)
+    assert ds[0][1].dtype == tf.int64
+
+
+def test_nan_values_are_passed_through():
+    x = sp.csr_matrix(np.array([[np.nan, 1.0], [0.0, 2.0]]))
+    (bx,) = SparseDataset(x)[0]
+    assert np.isnan(bx.values.numpy()[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_size": 0}, ValueError, "`batch_size`"),
+        ({"batch_size": -4}, ValueError, "`batch_size`"),
+        ({"batch_size": 2.5}, TypeError, "`batch_size`"),
+        ({"shuffle": "yes"}, TypeError, "`shuffle`"),
+        ({"seed": -1}, ValueError, "`seed`"),
+        ({"y": np.ones(69)}, ValueError, "`y` has 69 rows but `x` has 70"),
+        ({"y": np.ones(70), "sample_weight": np.ones((70, 2))}, ValueError, "`sample_weight`"),
+        ({"sample_weight": np.ones(70)}, ValueError, "without `y`"),
+        ({"y": {"a": np.ones(70), "b": np.ones(3)}}, ValueError, r"`y\['b'\]` has 3 rows"),
+    ],
+)
+def test_invalid_arguments(xy, kwargs, error, match):
+    x, _ = xy
+    with pytest.raises(error, match=match):
+        SparseDataset(x, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "match"),
+    [
+        (sp.csr_matrix(np.eye(3, dtype=np.complex64)), TypeError, "complex"),
+        (sp.csr_matrix((0, 4)), ValueError, "0 rows"),
+        ("abc", TypeError, "`x` must be"),
+        (np.array(3.0), ValueError, "scalar"),
+        (np.float32(3.0), TypeError, "`x` must be"),
+    ],
+)
+def test_invalid_x(x, error, match):
+    with pytest.raises(error, match=match):
+        SparseDataset(x)
+
+
+def test_out_of_range_index_raises_index_error(xy):
+    x, _ = xy
+    ds = SparseDataset(x, batch_size=32)
+    with pytest.raises(IndexError):
+        ds[3]
+    assert ds[-1][0].dense_shape.numpy()[0] == 6
