@@ -94,3 +94,18 @@ def sparse_dense_matmul(
     summed = tf.math.unsorted_segment_sum(weighted, segment, batch * out_rows)
     width = tf.shape(dense, out_type=tf.int64)[-1]
     return tf.reshape(summed, tf.stack([batch, out_rows, width]))
+
+
+def gather_rows(variable: Any, rows: tf.Tensor) -> tf.Tensor:
+    """Gather `rows` of a (Keras) variable without reading the whole variable.
+
+    `tf.gather` on a Keras variable first converts it to a full tensor (and,
+    under a mixed-precision policy, casts all of it), which costs as much as a
+    dense read and forces a copy when the optimizer updates it in place.
+    Gathering from the underlying `tf.Variable` reads only the requested rows,
+    and its gradient is a `tf.IndexedSlices` over them.
+    """
+    raw = getattr(variable, "_value", None)
+    if not isinstance(raw, tf.Variable):  # a plain tf.Variable or a tensor
+        raw = variable
+    return tf.gather(raw, rows)

@@ -65,3 +65,21 @@ def small_coo():
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
+
+
+def assert_round_trips(model, x, tmp_path):
+    """`.keras` save + load gives identical predictions; returns the reloaded model."""
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        np.asarray(reloaded.predict(x, verbose=0)), np.asarray(model.predict(x, verbose=0))
+    )
+    return reloaded
+
+
+def assert_config_round_trips(obj):
+    """`from_config(get_config())` gives an object with the same config."""
+    clone = type(obj).from_config(obj.get_config())
+    assert clone.get_config() == obj.get_config()
+    return clone

@@ -1,0 +1,7 @@
+"""Layers for sparse inputs."""
+
+from keras_sparse.layers.sparse_dense_input import SparseDenseInput
+from keras_sparse.layers.sparse_dropout import SparseDropout
+from keras_sparse.layers.sparse_matmul import SparseMatMul
+
+__all__ = ["SparseDenseInput", "SparseDropout", "SparseMatMul"]

@@ -1,0 +1,61 @@
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+from conftest import assert_config_round_trips
+
+import keras_sparse as ks
+from keras_sparse.data import SparseDataset
+from keras_sparse.layers import SparseDenseInput, SparseDropout
+
+
+@pytest.fixture(scope="module")
+def x():
+    return sp.random(50, 40, density=0.5, format="csr", random_state=5, dtype=np.float32)
+
+
+def test_training_drops_and_rescales_stored_values(x):
+    st = ks.to_sparse_tensor(x)
+    out = SparseDropout(0.25, seed=3)(st, training=True)
+    assert isinstance(out, tf.SparseTensor)
+    np.testing.assert_array_equal(out.indices.numpy(), st.indices.numpy())
+    kept = out.values.numpy() != 0
+    np.testing.assert_allclose(out.values.numpy()[kept], st.values.numpy()[kept] / 0.75, rtol=1e-6)
+    assert 0.15 < 1 - kept.mean() < 0.35  # about a quarter dropped (1000 values)
+
+
+def test_inference_is_identity(x):
+    st = ks.to_sparse_tensor(x)
+    out = SparseDropout(0.5)(st, training=False)
+    np.testing.assert_array_equal(out.values.numpy(), st.values.numpy())
+
+
+def test_dense_input_gets_ordinary_dropout():
+    out = SparseDropout(0.5, seed=1)(np.ones((20, 20), np.float32), training=True).numpy()
+    assert set(np.unique(out).tolist()) <= {0.0, 2.0}
+
+
+def test_in_a_model_with_fit(x, tmp_path):
+    inp = keras.Input((40,), sparse=True)
+    model = keras.Model(inp, SparseDenseInput(1)(SparseDropout(0.2, seed=2)(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(SparseDataset(x, np.ones((50, 1)), batch_size=10), epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    ds = SparseDataset(x, batch_size=10)
+    np.testing.assert_array_equal(reloaded.predict(ds, verbose=0), model.predict(ds, verbose=0))
+
+
+def test_config_round_trip():
+    layer = assert_config_round_trips(SparseDropout(0.3, seed=9, name="drop"))
+    assert layer.rate == 0.3 and layer.seed == 9
+
+
+@pytest.mark.parametrize(
+    ("rate", "error"), [(1.0, ValueError), (-0.1, ValueError), ("a", TypeError)]
+)
+def test_invalid_rate(rate, error):
+    with pytest.raises(error, match="`rate`"):
+        SparseDropout(rate)
