@@ -9,9 +9,19 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
         "before importing keras."
     )
 
-from keras_sparse import data, layers, optimizers  # noqa: E402
+from keras_sparse import data, layers, losses, metrics, optimizers  # noqa: E402
 from keras_sparse.convert import stack, to_scipy, to_sparse_tensor  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "layers", "optimizers", "stack", "to_scipy", "to_sparse_tensor", "__version__"]
+__all__ = [
+    "data",
+    "layers",
+    "losses",
+    "metrics",
+    "optimizers",
+    "stack",
+    "to_scipy",
+    "to_sparse_tensor",
+    "__version__",
+]

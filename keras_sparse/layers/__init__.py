@@ -1,7 +1,8 @@
 """Layers for sparse inputs."""
 
+from keras_sparse.layers.exclude_seen import ExcludeSeen
 from keras_sparse.layers.sparse_dense_input import SparseDenseInput
 from keras_sparse.layers.sparse_dropout import SparseDropout
 from keras_sparse.layers.sparse_matmul import SparseMatMul
 
-__all__ = ["SparseDenseInput", "SparseDropout", "SparseMatMul"]
+__all__ = ["ExcludeSeen", "SparseDenseInput", "SparseDropout", "SparseMatMul"]

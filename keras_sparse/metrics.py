@@ -1,0 +1,350 @@
+"""Ranking metrics @k and a masked RMSE for sparse (or dense) targets.
+
+State is a weighted total and a weighted count, so the value after an epoch
+equals the value over all rows at once, and states reduce across replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_sparse import _validation, ranking
+from keras_sparse._registry import register
+from keras_sparse.losses import observed_entries
+
+__all__ = [
+    "HitRateAtK",
+    "MAPAtK",
+    "MRRAtK",
+    "NDCGAtK",
+    "PrecisionAtK",
+    "RecallAtK",
+    "SparseRootMeanSquaredError",
+]
+
+
+class _RankingMetric(keras.metrics.Metric):
+    """Shared state and update of the @k metrics."""
+
+    metric: str = ""
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 0.0,
+        empty_rows: str = "skip",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        k = _validation.check_int(k, "k")
+        super().__init__(name=name or f"{self.metric}_at_{k}", dtype=dtype or "float32")
+        self.k = k
+        self.relevance_threshold = _validation.check_float(
+            relevance_threshold, "relevance_threshold"
+        )
+        self.empty_rows = _validation.check_choice(empty_rows, "empty_rows", ranking.EMPTY_ROWS)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _options(self) -> dict:
+        return {}
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Accumulate the per-row values of one batch."""
+        scores = tf.cast(y_pred, self.dtype)
+        ranked = ranking.rank(y_true, scores, self.k, self.relevance_threshold)
+        values = ranking.row_values(ranked, self.metric, self.k, **self._options())
+        weights = ranking.row_weights(ranked, self.empty_rows, sample_weight)
+        self.total.assign_add(tf.reduce_sum(values * weights))
+        self.count.assign_add(tf.reduce_sum(weights))
+
+    def result(self) -> tf.Tensor:
+        return tf.math.divide_no_nan(self.total, self.count)
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict:
+        return {
+            "k": self.k,
+            "relevance_threshold": self.relevance_threshold,
+            "empty_rows": self.empty_rows,
+            "name": self.name,
+            "dtype": self.dtype,
+            **self._options(),
+        }
+
+
+@register
+class PrecisionAtK(_RankingMetric):
+    """Precision@k: relevant items among the top k, divided by k.
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        denominator: `"k"` (default) or `"min"`: divide by min(k, |G(u)|).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"precision_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.PrecisionAtK(k=2)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.9, 0.8, 0.1]])
+        >>> float(m.result())
+        0.5
+    """
+
+    metric = "precision"
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 0.0,
+        denominator: str = "k",
+        empty_rows: str = "skip",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
+        self.denominator = _validation.check_choice(
+            denominator, "denominator", ranking.DENOMINATORS
+        )
+
+    def _options(self) -> dict:
+        return {"denominator": self.denominator}
+
+
+@register
+class RecallAtK(_RankingMetric):
+    """Recall@k: relevant items among the top k, divided by |G(u)|.
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        denominator: `"k"` (default) or `"min"`: divide by min(k, |G(u)|).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"recall_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+    With `denominator="min"` it is Mult-VAE's Recall@k.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.RecallAtK(k=1)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.1, 0.8, 0.2]])
+        >>> float(m.result())
+        0.5
+    """
+
+    metric = "recall"
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 0.0,
+        denominator: str = "k",
+        empty_rows: str = "skip",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
+        self.denominator = _validation.check_choice(
+            denominator, "denominator", ranking.DENOMINATORS
+        )
+
+    def _options(self) -> dict:
+        return {"denominator": self.denominator}
+
+
+@register
+class NDCGAtK(_RankingMetric):
+    """NDCG@k: DCG of the top k over the ideal DCG of G(u) truncated at k.
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        gains: `"binary"` (default, gain 1), `"linear"` (gain = value of
+            `y_true`) or `"exponential"` (2**value - 1).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"ndcg_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+    The defaults reproduce `implicit` 0.7's `ndcg_at_k`.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.NDCGAtK(k=2)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> float(m.result())
+        1.0
+    """
+
+    metric = "ndcg"
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 0.0,
+        gains: str = "binary",
+        empty_rows: str = "skip",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
+        self.gains = _validation.check_choice(gains, "gains", ranking.GAINS)
+
+    def _options(self) -> dict:
+        return {"gains": self.gains}
+
+
+@register
+class MAPAtK(_RankingMetric):
+    """MAP@k: sum over relevant ranks i of precision@i, over min(k, |G(u)|).
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"map_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+    The defaults reproduce `implicit` 0.7's `mean_average_precision_at_k`.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.MAPAtK(k=2)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> float(m.result())
+        0.5
+    """
+
+    metric = "map"
+
+
+@register
+class HitRateAtK(_RankingMetric):
+    """Hit rate@k: 1 if any of the top k is relevant, else 0.
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"hit_rate_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.HitRateAtK(k=1)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> float(m.result())
+        0.0
+    """
+
+    metric = "hit_rate"
+
+
+@register
+class MRRAtK(_RankingMetric):
+    """MRR@k: 1 / rank of the first relevant item in the top k (0 if none).
+
+    Args:
+        k: Cut-off, a positive integer (may exceed the number of items).
+        relevance_threshold: An entry of `y_true` is relevant when its value
+            exceeds this (default 0: every stored positive entry).
+        empty_rows: `"skip"` (default) leaves rows without relevant items out
+            of the mean; `"zero"` counts them as 0.
+        name: Metric name, default `"mrr_at_{k}"`.
+        dtype: Dtype of the state.
+
+    Scores that are NaN or -inf are never ranked, and such items are removed
+    from the relevant set too (that is how `ExcludeSeen` excludes training
+    items). Ties go to the lower item index. `sample_weight` is per row.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.MRRAtK(k=3)
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> float(m.result())
+        0.5
+    """
+
+    metric = "mrr"
+
+
+@register
+class SparseRootMeanSquaredError(keras.metrics.Metric):
+    """RMSE over the observed entries of `y_true`, accumulated across batches.
+
+    `sqrt(sum of squared errors over all observed entries seen / number of
+    observed entries seen)` - not a mean of batch values. With a per-row
+    `sample_weight`, each entry counts with its row's weight.
+
+    Args:
+        name: Metric name.
+        dtype: Dtype of the state.
+
+    Example:
+        >>> import keras_sparse as ks, scipy.sparse as sp
+        >>> m = ks.metrics.SparseRootMeanSquaredError()
+        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[3.0, 0.0]])), [[1.0, 7.0]])
+        >>> float(m.result())
+        2.0
+    """
+
+    def __init__(self, name: str = "sparse_rmse", dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype or "float32")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Accumulate squared errors and counts of the observed entries of a batch."""
+        indices, values, y_pred = observed_entries(y_true, tf.cast(y_pred, self.dtype))
+        squared = tf.square(tf.gather_nd(y_pred, indices) - values)
+        weights = tf.ones_like(squared)
+        if sample_weight is not None:
+            row_w = tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
+            weights = tf.gather(row_w, indices[:, 0])
+        self.total.assign_add(tf.reduce_sum(squared * weights))
+        self.count.assign_add(tf.reduce_sum(weights))
+
+    def result(self) -> tf.Tensor:
+        return tf.sqrt(tf.math.divide_no_nan(self.total, self.count))
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}

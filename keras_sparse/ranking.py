@@ -1,0 +1,189 @@
+"""Per-row ranking metrics (precision/recall/NDCG/MAP/hit rate/MRR @k) in TensorFlow.
+
+One implementation, used by the metric classes in `keras_sparse.metrics` and by
+`keras_sparse.evaluate_topk`, so that both agree exactly. Definitions:
+
+- Candidates are the items with a finite-or-+inf score: NaN and -inf scores
+  are never ranked. -inf is the mask value that exclusion writes (see
+  `mask_scores` and `keras_sparse.layers.ExcludeSeen`).
+- G(u): stored entries of `y_true` with value > `relevance_threshold` whose
+  item is a candidate (an excluded item is removed from G(u) too).
+- R(u): the min(k, #candidates) best candidates; ties go to the lower index.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from keras_sparse import _tf
+
+METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+GAINS = ("binary", "linear", "exponential")
+DENOMINATORS = ("k", "min")
+EMPTY_ROWS = ("skip", "zero")
+
+
+class Ranked(NamedTuple):
+    """The top items of a batch and the relevant set, ready for any metric."""
+
+    hits: tf.Tensor  # (rows, k_eff) 1.0 where R(u)[i] is relevant
+    gains: tf.Tensor  # (rows, k_eff) relevance value of R(u)[i] (0 if not relevant)
+    num_relevant: tf.Tensor  # (rows,) |G(u)|
+    relevant_gain_rows: tf.Tensor  # (nnz_G,) row of each relevant entry
+    relevant_gain_values: tf.Tensor  # (nnz_G,) value of each relevant entry
+
+
+def mask_scores(scores: tf.Tensor, exclude: Any) -> tf.Tensor:
+    """Set the scores of the stored entries of `exclude` to -inf (never ranked)."""
+    scores = tf.convert_to_tensor(scores)
+    if exclude is None:
+        return scores
+    minus_inf = tf.constant(float("-inf"), scores.dtype)
+    if _tf.is_sparse(exclude):
+        idx = exclude.indices
+        fill = tf.fill(tf.shape(idx)[:1], minus_inf)
+        return tf.tensor_scatter_nd_update(scores, idx, fill)
+    return tf.where(tf.not_equal(tf.convert_to_tensor(exclude), 0), minus_inf, scores)
+
+
+def candidate_scores(scores: tf.Tensor) -> tf.Tensor:
+    """Scores with NaN replaced by -inf, so that neither is ever ranked."""
+    scores = tf.convert_to_tensor(scores)
+    if not scores.dtype.is_floating:
+        scores = tf.cast(scores, tf.float32)
+    return tf.where(tf.math.is_nan(scores), tf.constant(float("-inf"), scores.dtype), scores)
+
+
+def top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Top min(k, n) items per row: (values, indices, valid), ties to the lower index.
+
+    `valid` is False where a position holds a non-candidate (fewer than k
+    candidates in the row).
+    """
+    scores = candidate_scores(scores)
+    n = tf.shape(scores)[1]
+    values, indices = tf.math.top_k(scores, k=tf.minimum(k, n), sorted=True)
+    return values, indices, values > float("-inf")
+
+
+def rank(y_true: Any, scores: tf.Tensor, k: int, relevance_threshold: float = 0.0) -> Ranked:
+    """Rank one batch: top-k items per row and their relevance against `y_true`.
+
+    Args:
+        y_true: `(rows, items)` sparse (stored entries) or dense (non-zero
+            entries) relevance.
+        scores: `(rows, items)` dense scores; -inf / NaN are not candidates.
+        k: Cut-off.
+        relevance_threshold: An entry is relevant when its value exceeds this.
+    """
+    scores = candidate_scores(scores)
+    num_rows = tf.shape(scores, out_type=tf.int64)[0]
+    n = tf.shape(scores, out_type=tf.int64)[1]
+    if _tf.is_sparse(y_true):
+        st = _tf.canonicalize(y_true)
+        rel_idx, rel_val = st.indices, tf.cast(st.values, scores.dtype)
+    else:
+        y_true = tf.convert_to_tensor(y_true)
+        rel_idx = tf.where(tf.not_equal(y_true, 0))
+        rel_val = tf.cast(tf.gather_nd(y_true, rel_idx), scores.dtype)
+    keep = rel_val > tf.cast(relevance_threshold, scores.dtype)
+    keep &= tf.gather_nd(scores, rel_idx) > float("-inf")  # excluded / NaN items
+    rel_idx, rel_val = tf.boolean_mask(rel_idx, keep), tf.boolean_mask(rel_val, keep)
+    rel_rows = rel_idx[:, 0]
+    num_relevant = _tf.row_sum(tf.ones_like(rel_val), rel_rows, num_rows)
+
+    _, top_idx, valid = top_k(scores, k)
+    # Membership of each ranked (row, item) in G by binary search over sorted keys.
+    keys = rel_rows * n + rel_idx[:, 1]
+    order = tf.argsort(keys, stable=True)
+    sorted_keys = tf.concat([tf.gather(keys, order), [tf.int64.max]], axis=0)
+    sorted_vals = tf.concat([tf.gather(rel_val, order), tf.zeros([1], rel_val.dtype)], 0)
+    top_keys = tf.range(num_rows)[:, None] * n + tf.cast(top_idx, tf.int64)
+    flat = tf.reshape(top_keys, [-1])
+    pos = tf.searchsorted(sorted_keys, flat, side="left")
+    found = tf.equal(tf.gather(sorted_keys, pos), flat)
+    found = tf.reshape(found, tf.shape(top_idx)) & valid
+    gains = tf.where(found, tf.reshape(tf.gather(sorted_vals, pos), tf.shape(top_idx)), 0.0)
+    return Ranked(tf.cast(found, scores.dtype), gains, num_relevant, rel_rows, rel_val)
+
+
+def _gain(values: tf.Tensor, gains: str) -> tf.Tensor:
+    if gains == "linear":
+        return values
+    if gains == "exponential":
+        return tf.pow(tf.cast(2.0, values.dtype), values) - 1.0
+    return tf.ones_like(values)
+
+
+def _discounts(length: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    positions = tf.cast(tf.range(length), dtype)
+    return 1.0 / (tf.math.log(positions + 2.0) / tf.math.log(tf.cast(2.0, dtype)))
+
+
+def row_values(
+    ranked: Ranked,
+    metric: str,
+    k: int,
+    *,
+    denominator: str = "k",
+    gains: str = "binary",
+) -> tf.Tensor:
+    """Per-row value of `metric` at cut-off `k` from a `Ranked` batch (see DEFINITIONS).
+
+    `ranked` may hold more than `k` positions (computed once for the largest
+    k); only the first `k` are used.
+    """
+    hits = ranked.hits[:, :k]
+    dtype = hits.dtype
+    k_eff = tf.shape(hits)[1]
+    n_rel = ranked.num_relevant
+    kf = tf.cast(k, dtype)
+    min_k_g = tf.minimum(kf, n_rel)
+    total_hits = tf.reduce_sum(hits, axis=1)
+    if metric == "precision":
+        return total_hits / kf if denominator == "k" else tf.math.divide_no_nan(total_hits, min_k_g)
+    if metric == "recall":
+        denom = n_rel if denominator == "k" else min_k_g
+        return tf.math.divide_no_nan(total_hits, denom)
+    if metric == "hit_rate":
+        return tf.cast(total_hits > 0, dtype)
+    positions = tf.cast(tf.range(1, k_eff + 1), dtype)
+    if metric == "mrr":
+        return tf.reduce_max(tf.concat([hits / positions, tf.zeros_like(hits[:, :1])], 1), 1)
+    if metric == "map":
+        precision_at_i = tf.cumsum(hits, axis=1) / positions
+        return tf.math.divide_no_nan(tf.reduce_sum(hits * precision_at_i, axis=1), min_k_g)
+    if metric == "ndcg":
+        disc = _discounts(k_eff, dtype)
+        top_gains = _gain(ranked.gains[:, :k], gains) * hits
+        dcg = tf.reduce_sum(top_gains * disc, axis=1)
+        if gains == "binary":
+            cum = tf.concat([[0.0], tf.cumsum(disc)], 0)
+            idcg = tf.gather(cum, tf.cast(min_k_g, tf.int32))
+        else:
+            per_row = tf.RaggedTensor.from_value_rowids(
+                _gain(ranked.relevant_gain_values, gains),
+                ranked.relevant_gain_rows,
+                nrows=tf.shape(hits, out_type=tf.int64)[0],
+            )
+            best = tf.sort(per_row.to_tensor(0.0), axis=1, direction="DESCENDING")
+            width = tf.minimum(tf.shape(best)[1], k_eff)
+            idcg = tf.reduce_sum(best[:, :width] * disc[:width], axis=1)
+        return tf.math.divide_no_nan(dcg, idcg)
+    raise ValueError(f"`metric` must be one of {list(METRICS)}, got {metric!r}.")
+
+
+def row_weights(ranked: Ranked, empty_rows: str, sample_weight: Any = None) -> tf.Tensor:
+    """Weight of each row in the mean: 0 for skipped rows, else its sample weight."""
+    counted = (
+        ranked.num_relevant > 0
+        if empty_rows == "skip"
+        else tf.ones_like(ranked.num_relevant, tf.bool)
+    )
+    weights = tf.cast(counted, ranked.hits.dtype)
+    if sample_weight is not None:
+        sw = tf.reshape(tf.cast(sample_weight, weights.dtype), [-1])
+        weights = weights * sw
+    return weights

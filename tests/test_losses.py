@@ -1,0 +1,218 @@
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+from conftest import assert_config_round_trips, assert_round_trips
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import entries, loss_rows
+
+import keras_sparse as ks
+from keras_sparse import losses
+from keras_sparse.data import SparseDataset
+
+FUNCS = {
+    "mse": losses.sparse_mse,
+    "mae": losses.sparse_mae,
+    "huber": losses.sparse_huber,
+    "bce": losses.sparse_binary_crossentropy,
+    "nll": losses.sparse_multinomial_nll,
+}
+CLASSES = {
+    "mse": losses.SparseMeanSquaredError,
+    "mae": losses.SparseMeanAbsoluteError,
+    "huber": losses.SparseHuber,
+    "bce": losses.SparseBinaryCrossentropy,
+    "nll": losses.SparseMultinomialNLL,
+}
+
+
+def _target():
+    # Unsorted COO with a duplicate (0, 1) entry, an explicit zero and an empty row 2.
+    rows, cols = [1, 0, 0, 1, 3, 0], [3, 1, 1, 0, 2, 4]
+    vals = [1.0, 0.25, 0.5, 0.0, 1.0, 1.0]
+    return sp.coo_matrix((np.array(vals, np.float32), (rows, cols)), shape=(4, 5))
+
+
+def _pred(kind):
+    rng = np.random.default_rng(0)
+    pred = rng.random((4, 5)).astype(np.float32)
+    return np.clip(pred, 0.05, 0.95) if kind == "bce" else pred
+
+
+@pytest.mark.parametrize("kind", list(FUNCS))
+def test_function_matches_reference_including_duplicates_zeros_and_empty_rows(kind):
+    y_true, y_pred = _target(), _pred(kind)
+    got = FUNCS[kind](ks.to_sparse_tensor(y_true), y_pred).numpy()
+    np.testing.assert_allclose(got, loss_rows(kind, y_true, y_pred), rtol=1e-5, atol=1e-6)
+    assert got[2] == 0.0  # no observed entry: exactly 0, not NaN
+
+
+def test_hand_computed_values():
+    y_true = ks.to_sparse_tensor(sp.csr_matrix(np.array([[0.0, 4.0, 1.0], [0.0, 0.0, 0.0]])))
+    pred = np.array([[100.0, 2.0, 2.0], [5.0, 5.0, 5.0]], np.float32)
+    np.testing.assert_allclose(losses.sparse_mse(y_true, pred).numpy(), [2.5, 0.0])
+    np.testing.assert_allclose(losses.sparse_mae(y_true, pred).numpy(), [1.5, 0.0])
+    # errors 2 and 1 with delta 1: (1*2 - 0.5) and 0.5 -> mean 1.0
+    np.testing.assert_allclose(losses.sparse_huber(y_true, pred).numpy(), [1.0, 0.0])
+
+
+@pytest.mark.parametrize("kind", list(FUNCS))
+def test_gradient_equals_dense_masked_reference_and_is_zero_unobserved(kind):
+    y_true, y_pred = _target(), _pred(kind)
+    pred = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(FUNCS[kind](ks.to_sparse_tensor(y_true), pred))
+    grad = tape.gradient(loss, pred).numpy()
+    assert np.all(np.isfinite(grad))
+    observed = np.zeros((4, 5), bool)
+    for r, c in entries(y_true):
+        observed[r, c] = True
+    if kind != "nll":  # the softmax couples every column of a row with observed entries
+        np.testing.assert_array_equal(grad[~observed], 0.0)
+    np.testing.assert_array_equal(grad[2], 0.0)  # row without observed entries
+    eps = 1e-3
+    numeric = np.zeros_like(y_pred, dtype=np.float64)
+    for idx in np.ndindex(*y_pred.shape):
+        up, down = y_pred.astype(np.float64).copy(), y_pred.astype(np.float64).copy()
+        up[idx] += eps
+        down[idx] -= eps
+        numeric[idx] = (loss_rows(kind, y_true, up).sum() - loss_rows(kind, y_true, down).sum()) / (
+            2 * eps
+        )
+    np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-3)
+
+
+@given(
+    st.integers(0, 2**16),
+    st.integers(0, 5),
+    st.integers(1, 6),
+    st.sampled_from(["mse", "mae", "huber", "nll"]),
+)
+def test_property_random_targets(seed, rows, cols, kind):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((rows, cols)) < 0.4
+    vals = rng.integers(0, 4, size=(rows, cols)).astype(np.float32)  # includes explicit zeros
+    r, c = np.nonzero(mask)
+    y_true = sp.coo_matrix((vals[r, c], (r, c)), shape=(rows, cols))
+    y_pred = rng.normal(size=(rows, cols)).astype(np.float32)
+    got = FUNCS[kind](ks.to_sparse_tensor(y_true), y_pred).numpy()
+    assert got.shape == (rows,)
+    np.testing.assert_allclose(got, loss_rows(kind, y_true, y_pred), rtol=1e-4, atol=1e-5)
+
+
+def test_dense_target_means_nonzero_is_observed():
+    y_dense = np.array([[0.0, 3.0], [2.0, 0.0]], np.float32)
+    pred = np.array([[9.0, 1.0], [1.0, 9.0]], np.float32)
+    np.testing.assert_allclose(losses.sparse_mse(y_dense, pred).numpy(), [4.0, 1.0])
+
+
+def test_bce_from_logits():
+    y_true, logits = _target(), np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    got = losses.sparse_binary_crossentropy(ks.to_sparse_tensor(y_true), logits, from_logits=True)
+    np.testing.assert_allclose(
+        got.numpy(), loss_rows("bce", y_true, logits, from_logits=True), rtol=1e-5
+    )
+    obj = losses.SparseBinaryCrossentropy(from_logits=True, reduction=None)
+    np.testing.assert_allclose(
+        obj(ks.to_sparse_tensor(y_true), logits).numpy(), got.numpy(), rtol=1e-6
+    )
+
+
+def test_normalize_entries_and_row_with_sample_weight():
+    y_true, y_pred = _target(), _pred("mse")
+    st_ = ks.to_sparse_tensor(y_true)
+    per_row = loss_rows("mse", y_true, y_pred)
+    row_loss = losses.SparseMeanSquaredError()(st_, y_pred).numpy()
+    np.testing.assert_allclose(row_loss, per_row.mean(), rtol=1e-5)
+    sq = [(y_pred[r, c] - v) ** 2 for (r, c), v in entries(y_true).items()]
+    entry_loss = losses.SparseMeanSquaredError(normalize="entries")(st_, y_pred).numpy()
+    np.testing.assert_allclose(entry_loss, np.mean(sq), rtol=1e-5)
+    w = np.array([1.0, 0.0, 2.0, 1.0], np.float32)
+    weighted = losses.SparseMeanSquaredError()(st_, y_pred, sample_weight=w).numpy()
+    np.testing.assert_allclose(weighted, (per_row * w).sum() / 4, rtol=1e-5)
+    summed = losses.SparseMeanSquaredError(reduction="sum")(st_, y_pred).numpy()
+    np.testing.assert_allclose(summed, per_row.sum(), rtol=1e-5)
+
+
+def test_empty_batch_gives_zero_not_nan():
+    empty = ks.to_sparse_tensor(sp.csr_matrix((0, 4), dtype=np.float32))
+    pred = np.zeros((0, 4), np.float32)
+    for kind in FUNCS:
+        assert FUNCS[kind](empty, pred).shape == (0,)
+    eager = losses.SparseMeanSquaredError()(empty, pred).numpy()  # Keras keeps (0,) eagerly
+    assert eager.size == 0 or float(eager) == 0.0
+
+    @tf.function(
+        input_signature=[
+            tf.SparseTensorSpec([None, 4], tf.float32),
+            tf.TensorSpec([None, 4], tf.float32),
+        ]
+    )
+    def in_graph(y_true, y_pred):
+        return losses.SparseMeanSquaredError()(y_true, y_pred)
+
+    assert float(in_graph(empty, pred)) == 0.0
+    none_observed = ks.to_sparse_tensor(sp.csr_matrix((3, 4), dtype=np.float32))
+    value = losses.SparseMeanSquaredError(normalize="entries")(none_observed, np.ones((3, 4)))
+    assert float(value) == 0.0
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_config_round_trip(kind):
+    kwargs = {"normalize": "entries", "name": "my_loss"}
+    if kind == "huber":
+        kwargs["delta"] = 2.0
+    if kind == "bce":
+        kwargs["from_logits"] = True
+    obj = CLASSES[kind](**kwargs)
+    clone = assert_config_round_trips(obj)
+    assert clone.normalize == "entries"
+    assert isinstance(keras.losses.deserialize(keras.losses.serialize(obj)), CLASSES[kind])
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: losses.SparseMeanSquaredError(normalize="batch"), ValueError, "`normalize`"),
+        (lambda: losses.SparseHuber(delta=-1.0), ValueError, "`delta`"),
+        (lambda: losses.SparseBinaryCrossentropy(from_logits="yes"), TypeError, "`from_logits`"),
+        (
+            lambda: losses.sparse_mse(np.ones((2, 2, 2)), np.ones((2, 2, 2))),
+            ValueError,
+            "`y_true` must be 2-D",
+        ),
+    ],
+)
+def test_invalid_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def _recommender(n_items):
+    inp = keras.Input((n_items,), sparse=True)
+    hidden = ks.layers.SparseDenseInput(8, activation="tanh")(inp)
+    return keras.Model(inp, keras.layers.Dense(n_items)(hidden))
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_fit_with_scipy_target_and_save_load(kind, tmp_path):
+    x = sp.random(40, 12, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    x.data[:] = 1.0
+    model = _recommender(12)
+    loss = CLASSES[kind](from_logits=True) if kind == "bce" else CLASSES[kind]()
+    model.compile(optimizer="adam", loss=loss)
+    history = model.fit(SparseDataset(x, x.tocsc(), batch_size=16), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    reloaded = assert_round_trips(model, SparseDataset(x, batch_size=16), tmp_path)
+    assert type(reloaded.loss) is type(model.loss)
+
+
+def test_compile_with_plain_function_and_scipy_target(tmp_path):
+    x = sp.random(30, 10, density=0.3, format="coo", random_state=4, dtype=np.float32)
+    model = _recommender(10)
+    model.compile(optimizer="adam", loss=losses.sparse_mse)
+    history = model.fit(SparseDataset(x, x, batch_size=8), epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert_round_trips(model, SparseDataset(x, batch_size=8), tmp_path)
