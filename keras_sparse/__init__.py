@@ -9,19 +9,34 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
         "before importing keras."
     )
 
-from keras_sparse import data, layers, losses, metrics, optimizers  # noqa: E402
+from keras_sparse import (  # noqa: E402
+    data,
+    datasets,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    outputs,
+    ranking,
+)
 from keras_sparse.convert import stack, to_scipy, to_sparse_tensor  # noqa: E402
+from keras_sparse.outputs import evaluate_topk, predict_topk  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "data",
+    "datasets",
+    "evaluate_topk",
     "layers",
     "losses",
     "metrics",
     "optimizers",
+    "outputs",
+    "predict_topk",
+    "ranking",
     "stack",
     "to_scipy",
     "to_sparse_tensor",
-    "__version__",
 ]

@@ -53,7 +53,13 @@ def candidate_scores(scores: tf.Tensor) -> tf.Tensor:
     scores = tf.convert_to_tensor(scores)
     if not scores.dtype.is_floating:
         scores = tf.cast(scores, tf.float32)
-    return tf.where(tf.math.is_nan(scores), tf.constant(float("-inf"), scores.dtype), scores)
+
+    def replace() -> tf.Tensor:
+        return tf.where(tf.math.is_nan(scores), tf.constant(float("-inf"), scores.dtype), scores)
+
+    # The sum is NaN whenever an entry is (or +inf meets -inf): a cheap reduction
+    # spares the full copy that the replacement writes when there is nothing to replace.
+    return tf.cond(tf.math.is_nan(tf.reduce_sum(scores)), replace, lambda: tf.identity(scores))
 
 
 def top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -68,7 +74,47 @@ def top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return values, indices, values > float("-inf")
 
 
-def rank(y_true: Any, scores: tf.Tensor, k: int, relevance_threshold: float = 0.0) -> Ranked:
+def _member(keys: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+    """Whether each of `keys` (any shape, int64) is in the 1-D int64 `table`."""
+    sorted_table = tf.concat([tf.sort(table), [tf.int64.max]], axis=0)
+    flat = tf.reshape(keys, [-1])
+    pos = tf.searchsorted(sorted_table, flat, side="left")
+    return tf.reshape(tf.equal(tf.gather(sorted_table, pos), flat), tf.shape(keys))
+
+
+def top_k_excluding(
+    scores: tf.Tensor, exclude: tf.SparseTensor, k: int, extra: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`top_k(mask_scores(scores, exclude), k)` without rewriting the whole score block.
+
+    Takes the top `k + extra` items, drops the excluded ones among them and
+    keeps the first `k` of the rest (a stable second top-k keeps rank order and
+    ties). Exact when no row of `exclude` has more than `extra` entries.
+    """
+    scores = candidate_scores(scores)
+    n = tf.shape(scores, out_type=tf.int64)[1]
+    wide = tf.minimum(tf.cast(k + extra, tf.int64), n)
+    values, indices = tf.math.top_k(scores, k=tf.cast(wide, tf.int32), sorted=True)
+    rows = tf.range(tf.shape(scores, out_type=tf.int64)[0])[:, None]
+    excluded_keys = exclude.indices[:, 0] * n + exclude.indices[:, 1]
+    dropped = _member(rows * n + tf.cast(indices, tf.int64), excluded_keys)
+    values = tf.where(dropped, tf.constant(float("-inf"), values.dtype), values)
+    narrow = tf.minimum(tf.cast(k, tf.int64), n)
+    # Second pass over the short list: stable, so rank order and ties are kept.
+    _, position = tf.math.top_k(tf.cast(~dropped, tf.int32), k=tf.cast(narrow, tf.int32))
+    values = tf.gather(values, position, batch_dims=1)
+    indices = tf.gather(indices, position, batch_dims=1)
+    return values, indices, values > float("-inf")
+
+
+def rank(
+    y_true: Any,
+    scores: tf.Tensor,
+    k: int,
+    relevance_threshold: float = 0.0,
+    exclude: tf.SparseTensor | None = None,
+    extra: int | None = None,
+) -> Ranked:
     """Rank one batch: top-k items per row and their relevance against `y_true`.
 
     Args:
@@ -77,7 +123,13 @@ def rank(y_true: Any, scores: tf.Tensor, k: int, relevance_threshold: float = 0.
         scores: `(rows, items)` dense scores; -inf / NaN are not candidates.
         k: Cut-off.
         relevance_threshold: An entry is relevant when its value exceeds this.
+        exclude: Optional sparse `(rows, items)` items that are never ranked and
+            leave the relevant set.
+        extra: With `exclude`, an upper bound on any row's number of excluded
+            items; enables `top_k_excluding` instead of rewriting the scores.
     """
+    if exclude is not None and extra is None:
+        scores, exclude = mask_scores(scores, exclude), None
     scores = candidate_scores(scores)
     num_rows = tf.shape(scores, out_type=tf.int64)[0]
     n = tf.shape(scores, out_type=tf.int64)[1]
@@ -90,11 +142,17 @@ def rank(y_true: Any, scores: tf.Tensor, k: int, relevance_threshold: float = 0.
         rel_val = tf.cast(tf.gather_nd(y_true, rel_idx), scores.dtype)
     keep = rel_val > tf.cast(relevance_threshold, scores.dtype)
     keep &= tf.gather_nd(scores, rel_idx) > float("-inf")  # excluded / NaN items
+    if exclude is not None:
+        excluded_keys = exclude.indices[:, 0] * n + exclude.indices[:, 1]
+        keep &= ~_member(rel_idx[:, 0] * n + rel_idx[:, 1], excluded_keys)
     rel_idx, rel_val = tf.boolean_mask(rel_idx, keep), tf.boolean_mask(rel_val, keep)
     rel_rows = rel_idx[:, 0]
     num_relevant = _tf.row_sum(tf.ones_like(rel_val), rel_rows, num_rows)
 
-    _, top_idx, valid = top_k(scores, k)
+    if exclude is not None:
+        _, top_idx, valid = top_k_excluding(scores, exclude, k, extra)
+    else:
+        _, top_idx, valid = top_k(scores, k)
     # Membership of each ranked (row, item) in G by binary search over sorted keys.
     keys = rel_rows * n + rel_idx[:, 1]
     order = tf.argsort(keys, stable=True)

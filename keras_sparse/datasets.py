@@ -1,0 +1,182 @@
+"""Data sets: a deterministic synthetic implicit-feedback matrix, readers and splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from keras_sparse import _validation
+
+
+def synthetic_interactions(
+    users: int = 4000,
+    items: int = 1500,
+    density: float = 0.01,
+    groups: int = 12,
+    seed: int = 0,
+) -> sp.csr_matrix:
+    """A deterministic users x items 0/1 matrix with planted taste groups and popularity skew.
+
+    Every user belongs to one of `groups` taste groups and every item to one;
+    a user picks items of their own group about 20 times as often as others,
+    scaled by a log-normal item popularity. About `density` of the entries
+    are stored.
+
+    Args:
+        users: Number of rows.
+        items: Number of columns.
+        density: Target fraction of stored entries, in (0, 1).
+        groups: Number of planted taste groups.
+        seed: Seed; the same arguments always give the same matrix.
+
+    Returns:
+        A canonical `scipy.sparse.csr_matrix` of float32 ones.
+
+    Example:
+        >>> from keras_sparse.datasets import synthetic_interactions
+        >>> x = synthetic_interactions(users=100, items=50, density=0.05)
+        >>> x.shape
+        (100, 50)
+    """
+    users = _validation.check_int(users, "users")
+    items = _validation.check_int(items, "items")
+    groups = _validation.check_int(groups, "groups")
+    density = _validation.check_float(density, "density", low=1e-9, high=1.0, high_open=True)
+    rng = np.random.default_rng(seed)
+    group_of_user = rng.integers(0, groups, users)
+    group_of_item = rng.integers(0, groups, items)
+    popularity = np.exp(rng.normal(size=items))
+    affinity = np.where(group_of_user[:, None] == group_of_item[None, :], 20.0, 1.0)
+    prob = affinity * popularity[None, :]
+    prob *= density / prob.mean()
+    mask = rng.random((users, items)) < np.clip(prob, 0.0, 0.95)
+    return sp.csr_matrix(mask.astype(np.float32))
+
+
+def split_holdout(
+    x: sp.spmatrix, fraction: float = 0.2, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split each row's stored entries into train and held-out parts.
+
+    Each row with at least two entries gives `fraction` of them (at least
+    one) to the held-out matrix; rows with fewer keep everything in train.
+
+    Args:
+        x: Interactions, any SciPy sparse format.
+        fraction: Share of each row's entries held out, in (0, 1).
+        seed: Seed of the random choice.
+
+    Returns:
+        `(train, held_out)`, two canonical CSR matrices of the shape of `x`.
+
+    Example:
+        >>> from keras_sparse.datasets import split_holdout, synthetic_interactions
+        >>> train, held = split_holdout(synthetic_interactions(200, 80, 0.05))
+        >>> train.multiply(held).nnz
+        0
+    """
+    fraction = _validation.check_float(fraction, "fraction", low=0.0, high=1.0, high_open=True)
+    csr = sp.csr_matrix(x, copy=True)
+    csr.sum_duplicates()
+    rng = np.random.default_rng(seed)
+    counts = np.diff(csr.indptr)
+    keys = rng.random(csr.nnz)
+    rows = np.repeat(np.arange(csr.shape[0]), counts)
+    # Rank of each entry within its row by a random key: hold out the lowest ranks.
+    order = np.lexsort((keys, rows))
+    rank = np.empty(csr.nnz, dtype=np.int64)
+    rank[order] = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], counts)
+    n_held = np.where(counts >= 2, np.maximum(1, np.round(counts * fraction)), 0).astype(int)
+    held_mask = rank < np.repeat(n_held, counts)
+
+    def part(mask: np.ndarray) -> sp.csr_matrix:
+        # Own copies of indices/indptr: eliminate_zeros works in place.
+        out = sp.csr_matrix(
+            (csr.data * mask, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape
+        )
+        out.eliminate_zeros()
+        return out
+
+    return part(~held_mask), part(held_mask)
+
+
+def read_interactions(path: str | Path) -> sp.csr_matrix:
+    """Read a SciPy `.npz` matrix or a CSV of `user,item[,rating]` lines.
+
+    CSV ids may be any strings or numbers; they are mapped to rows and columns
+    in sorted order. A first line starting with `user` (or whose rating is
+    not a number) is taken as a header.
+    Missing ratings count as 1; repeated pairs are summed.
+
+    Args:
+        path: File path ending in `.npz` or `.csv`.
+
+    Returns:
+        A canonical `scipy.sparse.csr_matrix` of float32 values.
+
+    Raises:
+        ValueError: the file is missing, unreadable or malformed (the message
+            says which and why).
+
+    Example:
+        >>> import scipy.sparse as sp, tempfile, os
+        >>> from keras_sparse.datasets import read_interactions
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
+        >>> sp.save_npz(path, sp.eye(3, format="csr"))
+        >>> read_interactions(path).shape
+        (3, 3)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file '{path}' does not exist")
+    if path.suffix == ".npz":
+        try:
+            matrix = sp.load_npz(path)
+        except Exception as err:  # corrupt zip, wrong arrays, ...
+            raise ValueError(f"could not read '{path}' as a SciPy sparse .npz: {err}") from err
+        if matrix.ndim != 2:
+            raise ValueError(f"'{path}' holds a {matrix.ndim}-D matrix; a 2-D one is needed")
+        csr = sp.csr_matrix(matrix, dtype=np.float32)
+        csr.sum_duplicates()
+        return csr
+    if path.suffix != ".csv":
+        raise ValueError(f"'{path}' must end in .npz (SciPy sparse) or .csv (user,item[,rating])")
+    return _read_csv(path)
+
+
+def _read_csv(path: Path) -> sp.csr_matrix:
+    users, items, ratings = [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            parts = [p.strip() for p in line.strip().split(",")]
+            if parts == [""]:
+                continue
+            if len(parts) not in (2, 3):
+                raise ValueError(
+                    f"'{path}' line {number}: expected user,item[,rating], got {line.strip()!r}"
+                )
+            if number == 1 and parts[0].lower() in {"user", "user_id", "userid", "uid"}:
+                continue  # header
+            if len(parts) == 3:
+                try:
+                    rating = float(parts[2])
+                except ValueError:
+                    if number == 1:
+                        continue  # header
+                    raise ValueError(
+                        f"'{path}' line {number}: rating {parts[2]!r} is not a number"
+                    ) from None
+            else:
+                rating = 1.0
+            users.append(parts[0])
+            items.append(parts[1])
+            ratings.append(rating)
+    if not users:
+        raise ValueError(f"'{path}' holds no user,item lines")
+    user_ids, rows = np.unique(np.asarray(users), return_inverse=True)
+    item_ids, cols = np.unique(np.asarray(items), return_inverse=True)
+    shape = (len(user_ids), len(item_ids))
+    coo = sp.coo_matrix((np.asarray(ratings, np.float32), (rows, cols)), shape=shape)
+    return coo.tocsr()
