@@ -79,8 +79,29 @@ class _RankingMetric(keras.metrics.Metric):
         }
 
 
+class _DenominatorMetric(_RankingMetric):
+    """A ranking metric with the `denominator` option (precision, recall)."""
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 0.0,
+        denominator: str = "k",
+        empty_rows: str = "skip",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
+        self.denominator = _validation.check_choice(
+            denominator, "denominator", ranking.DENOMINATORS
+        )
+
+    def _options(self) -> dict:
+        return {"denominator": self.denominator}
+
+
 @register
-class PrecisionAtK(_RankingMetric):
+class PrecisionAtK(_DenominatorMetric):
     """Precision@k: relevant items among the top k, divided by k.
 
     Args:
@@ -107,26 +128,9 @@ class PrecisionAtK(_RankingMetric):
 
     metric = "precision"
 
-    def __init__(
-        self,
-        k: int = 10,
-        relevance_threshold: float = 0.0,
-        denominator: str = "k",
-        empty_rows: str = "skip",
-        name: str | None = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
-        self.denominator = _validation.check_choice(
-            denominator, "denominator", ranking.DENOMINATORS
-        )
-
-    def _options(self) -> dict:
-        return {"denominator": self.denominator}
-
 
 @register
-class RecallAtK(_RankingMetric):
+class RecallAtK(_DenominatorMetric):
     """Recall@k: relevant items among the top k, divided by |G(u)|.
 
     Args:
@@ -153,23 +157,6 @@ class RecallAtK(_RankingMetric):
     """
 
     metric = "recall"
-
-    def __init__(
-        self,
-        k: int = 10,
-        relevance_threshold: float = 0.0,
-        denominator: str = "k",
-        empty_rows: str = "skip",
-        name: str | None = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(k, relevance_threshold, empty_rows, name, dtype)
-        self.denominator = _validation.check_choice(
-            denominator, "denominator", ranking.DENOMINATORS
-        )
-
-    def _options(self) -> dict:
-        return {"denominator": self.denominator}
 
 
 @register
