@@ -68,18 +68,41 @@ def top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     `valid` is False where a position holds a non-candidate (fewer than k
     candidates in the row).
     """
-    scores = candidate_scores(scores)
+    return _top_k(candidate_scores(scores), k)
+
+
+def _top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`top_k` for scores already passed through `candidate_scores`."""
     n = tf.shape(scores)[1]
     values, indices = tf.math.top_k(scores, k=tf.minimum(k, n), sorted=True)
     return values, indices, values > float("-inf")
 
 
-def _member(keys: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
-    """Whether each of `keys` (any shape, int64) is in the 1-D int64 `table`."""
-    sorted_table = tf.concat([tf.sort(table), [tf.int64.max]], axis=0)
+def _linear_keys(rows: tf.Tensor, cols: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+    """Row-major int64 key `row * n + col` of each (row, col) pair."""
+    return tf.cast(rows, tf.int64) * n + tf.cast(cols, tf.int64)
+
+
+def _lookup(
+    keys: tf.Tensor, table: tf.Tensor, table_values: tf.Tensor | None = None
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Binary-search `keys` (any shape) in the 1-D int64 `table`.
+
+    Returns whether each key is present and, with `table_values`, the value
+    stored with it (0 where absent).
+    """
+    order = tf.argsort(table, stable=True)
+    sorted_table = tf.concat([tf.gather(table, order), [tf.int64.max]], axis=0)
     flat = tf.reshape(keys, [-1])
     pos = tf.searchsorted(sorted_table, flat, side="left")
-    return tf.reshape(tf.equal(tf.gather(sorted_table, pos), flat), tf.shape(keys))
+    found = tf.reshape(tf.equal(tf.gather(sorted_table, pos), flat), tf.shape(keys))
+    if table_values is None:
+        return found, None
+    sorted_values = tf.concat(
+        [tf.gather(table_values, order), tf.zeros([1], table_values.dtype)], axis=0
+    )
+    values = tf.reshape(tf.gather(sorted_values, pos), tf.shape(keys))
+    return found, tf.where(found, values, tf.zeros_like(values))
 
 
 def top_k_excluding(
@@ -91,13 +114,19 @@ def top_k_excluding(
     keeps the first `k` of the rest (a stable second top-k keeps rank order and
     ties). Exact when no row of `exclude` has more than `extra` entries.
     """
-    scores = candidate_scores(scores)
+    return _top_k_excluding(candidate_scores(scores), exclude, k, extra)
+
+
+def _top_k_excluding(
+    scores: tf.Tensor, exclude: tf.SparseTensor, k: int, extra: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`top_k_excluding` for scores already passed through `candidate_scores`."""
     n = tf.shape(scores, out_type=tf.int64)[1]
     wide = tf.minimum(tf.cast(k + extra, tf.int64), n)
     values, indices = tf.math.top_k(scores, k=tf.cast(wide, tf.int32), sorted=True)
     rows = tf.range(tf.shape(scores, out_type=tf.int64)[0])[:, None]
-    excluded_keys = exclude.indices[:, 0] * n + exclude.indices[:, 1]
-    dropped = _member(rows * n + tf.cast(indices, tf.int64), excluded_keys)
+    excluded_keys = _linear_keys(exclude.indices[:, 0], exclude.indices[:, 1], n)
+    dropped, _ = _lookup(_linear_keys(rows, indices, n), excluded_keys)
     values = tf.where(dropped, tf.constant(float("-inf"), values.dtype), values)
     narrow = tf.minimum(tf.cast(k, tf.int64), n)
     # Second pass over the short list: stable, so rank order and ties are kept.
@@ -143,27 +172,21 @@ def rank(
     keep = rel_val > tf.cast(relevance_threshold, scores.dtype)
     keep &= tf.gather_nd(scores, rel_idx) > float("-inf")  # excluded / NaN items
     if exclude is not None:
-        excluded_keys = exclude.indices[:, 0] * n + exclude.indices[:, 1]
-        keep &= ~_member(rel_idx[:, 0] * n + rel_idx[:, 1], excluded_keys)
+        excluded_keys = _linear_keys(exclude.indices[:, 0], exclude.indices[:, 1], n)
+        keep &= ~_lookup(_linear_keys(rel_idx[:, 0], rel_idx[:, 1], n), excluded_keys)[0]
     rel_idx, rel_val = tf.boolean_mask(rel_idx, keep), tf.boolean_mask(rel_val, keep)
     rel_rows = rel_idx[:, 0]
     num_relevant = _tf.row_sum(tf.ones_like(rel_val), rel_rows, num_rows)
 
     if exclude is not None:
-        _, top_idx, valid = top_k_excluding(scores, exclude, k, extra)
+        _, top_idx, valid = _top_k_excluding(scores, exclude, k, extra)
     else:
-        _, top_idx, valid = top_k(scores, k)
-    # Membership of each ranked (row, item) in G by binary search over sorted keys.
-    keys = rel_rows * n + rel_idx[:, 1]
-    order = tf.argsort(keys, stable=True)
-    sorted_keys = tf.concat([tf.gather(keys, order), [tf.int64.max]], axis=0)
-    sorted_vals = tf.concat([tf.gather(rel_val, order), tf.zeros([1], rel_val.dtype)], 0)
-    top_keys = tf.range(num_rows)[:, None] * n + tf.cast(top_idx, tf.int64)
-    flat = tf.reshape(top_keys, [-1])
-    pos = tf.searchsorted(sorted_keys, flat, side="left")
-    found = tf.equal(tf.gather(sorted_keys, pos), flat)
-    found = tf.reshape(found, tf.shape(top_idx)) & valid
-    gains = tf.where(found, tf.reshape(tf.gather(sorted_vals, pos), tf.shape(top_idx)), 0.0)
+        _, top_idx, valid = _top_k(scores, k)
+    # Relevance of each ranked (row, item): look it up among G's keys.
+    top_keys = _linear_keys(tf.range(num_rows)[:, None], top_idx, n)
+    found, gains = _lookup(top_keys, _linear_keys(rel_rows, rel_idx[:, 1], n), rel_val)
+    found &= valid
+    gains = tf.where(found, gains, tf.zeros_like(gains))
     return Ranked(tf.cast(found, scores.dtype), gains, num_relevant, rel_rows, rel_val)
 
 
