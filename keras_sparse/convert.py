@@ -65,6 +65,13 @@ def csr_to_parts(csr: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     return indices, csr.data, csr.shape
 
 
+def csr_rows_to_sparse_tensor(csr: Any, rows: slice | np.ndarray, dtype: Any) -> tf.SparseTensor:
+    """Rows `rows` of a canonical CSR as a canonical `tf.SparseTensor` of `dtype` values."""
+    indices, values, shape = csr_to_parts(csr[rows])
+    values = values.astype(dtype, copy=False)
+    return tf.SparseTensor(indices, values, np.asarray(shape, dtype=np.int64))
+
+
 def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> tf.SparseTensor:
     """Convert a SciPy sparse matrix, NumPy array or SparseTensor to canonical form.
 

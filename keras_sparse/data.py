@@ -14,7 +14,12 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from keras_sparse import _tf, _validation
-from keras_sparse.convert import canonical_csr, csr_to_parts, to_scipy, to_sparse_tensor
+from keras_sparse.convert import (
+    canonical_csr,
+    csr_rows_to_sparse_tensor,
+    to_scipy,
+    to_sparse_tensor,
+)
 
 __all__ = ["SparseDataset"]
 
@@ -63,10 +68,7 @@ def _floatx_if_float(dtype: np.dtype) -> np.dtype:
 
 def _batch_leaf(value: Any, rows: slice | np.ndarray) -> Any:
     if sp.issparse(value):
-        part = value[rows]
-        indices, values, shape = csr_to_parts(part)
-        values = values.astype(keras.backend.floatx(), copy=False)
-        return tf.SparseTensor(indices, values, np.asarray(shape, dtype=np.int64))
+        return csr_rows_to_sparse_tensor(value, rows, keras.backend.floatx())
     part = value[rows]
     return tf.convert_to_tensor(part.astype(_floatx_if_float(part.dtype), copy=False))
 

@@ -26,7 +26,27 @@ __all__ = [
 ]
 
 
-class _RankingMetric(keras.metrics.Metric):
+class _TotalCountMetric(keras.metrics.Metric):
+    """State of every metric here: a weighted total and a weighted count."""
+
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype or "float32")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _add(self, total: tf.Tensor, count: tf.Tensor) -> None:
+        self.total.assign_add(total)
+        self.count.assign_add(count)
+
+    def result(self) -> tf.Tensor:
+        return tf.math.divide_no_nan(self.total, self.count)
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+
+class _RankingMetric(_TotalCountMetric):
     """Shared state and update of the @k metrics."""
 
     metric: str = ""
@@ -40,14 +60,12 @@ class _RankingMetric(keras.metrics.Metric):
         dtype: Any = None,
     ) -> None:
         k = _validation.check_int(k, "k")
-        super().__init__(name=name or f"{self.metric}_at_{k}", dtype=dtype or "float32")
+        super().__init__(name=name or f"{self.metric}_at_{k}", dtype=dtype)
         self.k = k
         self.relevance_threshold = _validation.check_float(
             relevance_threshold, "relevance_threshold"
         )
         self.empty_rows = _validation.check_choice(empty_rows, "empty_rows", ranking.EMPTY_ROWS)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def _options(self) -> dict:
         return {}
@@ -58,15 +76,7 @@ class _RankingMetric(keras.metrics.Metric):
         ranked = ranking.rank(y_true, scores, self.k, self.relevance_threshold)
         values = ranking.row_values(ranked, self.metric, self.k, **self._options())
         weights = ranking.row_weights(ranked, self.empty_rows, sample_weight)
-        self.total.assign_add(tf.reduce_sum(values * weights))
-        self.count.assign_add(tf.reduce_sum(weights))
-
-    def result(self) -> tf.Tensor:
-        return tf.math.divide_no_nan(self.total, self.count)
-
-    def reset_state(self) -> None:
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        self._add(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
 
     def get_config(self) -> dict:
         return {
@@ -291,7 +301,7 @@ class MRRAtK(_RankingMetric):
 
 
 @register
-class SparseRootMeanSquaredError(keras.metrics.Metric):
+class SparseRootMeanSquaredError(_TotalCountMetric):
     """RMSE over the observed entries of `y_true`, accumulated across batches.
 
     `sqrt(sum of squared errors over all observed entries seen / number of
@@ -311,9 +321,7 @@ class SparseRootMeanSquaredError(keras.metrics.Metric):
     """
 
     def __init__(self, name: str = "sparse_rmse", dtype: Any = None) -> None:
-        super().__init__(name=name, dtype=dtype or "float32")
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        super().__init__(name=name, dtype=dtype)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
@@ -323,15 +331,10 @@ class SparseRootMeanSquaredError(keras.metrics.Metric):
         if sample_weight is not None:
             row_w = tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
             weights = tf.gather(row_w, indices[:, 0])
-        self.total.assign_add(tf.reduce_sum(squared * weights))
-        self.count.assign_add(tf.reduce_sum(weights))
+        self._add(tf.reduce_sum(squared * weights), tf.reduce_sum(weights))
 
     def result(self) -> tf.Tensor:
-        return tf.sqrt(tf.math.divide_no_nan(self.total, self.count))
-
-    def reset_state(self) -> None:
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        return tf.sqrt(super().result())
 
     def get_config(self) -> dict:
         return {"name": self.name, "dtype": self.dtype}

@@ -17,7 +17,12 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from keras_sparse import _tf, _validation, ranking
-from keras_sparse.convert import canonical_csr, csr_to_parts
+from keras_sparse.convert import (
+    canonical_csr,
+    csr_rows_to_sparse_tensor,
+    csr_to_parts,
+    to_scipy,
+)
 from keras_sparse.data import SparseDataset
 
 __all__ = ["TopKToCSR", "evaluate_topk", "predict_topk", "threshold_to_csr"]
@@ -29,8 +34,6 @@ def _as_exclude_csr(exclude: Any, shape: tuple[int, int]) -> Any:
     if exclude is None:
         return None
     if _tf.is_sparse(exclude):
-        from keras_sparse.convert import to_scipy
-
         exclude = to_scipy(exclude)
     if not sp.issparse(exclude):
         exclude = sp.csr_matrix(np.asarray(exclude))
@@ -46,8 +49,7 @@ def _as_exclude_csr(exclude: Any, shape: tuple[int, int]) -> Any:
 def _rows_sparse(csr: Any, start: int, stop: int) -> tf.SparseTensor | None:
     if csr is None:
         return None
-    indices, values, shape = csr_to_parts(csr[start:stop])
-    return tf.SparseTensor(indices, values.astype(np.float32), np.asarray(shape, np.int64))
+    return csr_rows_to_sparse_tensor(csr, slice(start, stop), np.float32)
 
 
 @tf.function(reduce_retracing=True)
