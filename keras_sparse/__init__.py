@@ -12,6 +12,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
 from keras_sparse import (  # noqa: E402
     data,
     datasets,
+    distribute,
     layers,
     losses,
     metrics,
@@ -20,6 +21,7 @@ from keras_sparse import (  # noqa: E402
     ranking,
 )
 from keras_sparse.convert import stack, to_scipy, to_sparse_tensor  # noqa: E402
+from keras_sparse.export import export_saved_model  # noqa: E402
 from keras_sparse.outputs import evaluate_topk, predict_topk  # noqa: E402
 
 __version__ = "0.1.0"
@@ -28,7 +30,9 @@ __all__ = [
     "__version__",
     "data",
     "datasets",
+    "distribute",
     "evaluate_topk",
+    "export_saved_model",
     "layers",
     "losses",
     "metrics",

@@ -49,6 +49,14 @@ def row_sum(values: tf.Tensor, rows: tf.Tensor, num_rows: tf.Tensor) -> tf.Tenso
     return tf.math.unsorted_segment_sum(values, rows, num_rows)
 
 
+def replica_sum(*values: tf.Tensor) -> list[tf.Tensor]:
+    """Sum each value over the replicas of a `tf.distribute` step (as-is elsewhere)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(values)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+
 def num_rows(x: tf.SparseTensor | tf.Tensor) -> tf.Tensor:
     """Number of rows (first dimension) of a sparse or dense tensor, as int64."""
     if is_sparse(x):

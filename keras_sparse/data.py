@@ -6,6 +6,7 @@ training is a batch, not a copy of the data set.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import keras
@@ -158,10 +159,65 @@ class SparseDataset(keras.utils.PyDataset):
             raise ValueError("`x` has 0 rows; SparseDataset needs at least one row.")
         self._rng = np.random.default_rng(self.seed)
         self._order = self._rng.permutation(self.num_samples) if self.shuffle else None
+        self._rows: np.ndarray | None = None  # the rows of a shard, None for all rows
+        self._length: int | None = None  # a shard's batch count, None for the natural one
 
     def __len__(self) -> int:
         """Number of batches per epoch (the last one may be partial)."""
+        if self._length is not None:
+            return self._length
         return -(-self.num_samples // self.batch_size)
+
+    def shard(self, num_shards: int, index: int, *, batch_size: int | None = None) -> SparseDataset:
+        """Return shard `index` of `num_shards`: every `num_shards`-th row from `index`.
+
+        All shards of one data set have the same number of batches, so workers
+        that each read one shard finish an epoch together: a shorter shard ends
+        with a smaller (possibly empty) batch. The shard shuffles, if this data
+        set does, with its own seed derived from `seed` and `index`. No data is
+        copied.
+
+        Args:
+            num_shards: Number of shards, usually the number of workers.
+            index: Which shard, in `[0, num_shards)`.
+            batch_size: Rows per batch of the shard; defaults to this data
+                set's `batch_size`.
+
+        Returns:
+            A `SparseDataset` over the shard's rows.
+
+        Example:
+            >>> import numpy as np
+            >>> from keras_sparse.data import SparseDataset
+            >>> ds = SparseDataset(np.arange(10.0).reshape(5, 2), batch_size=2)
+            >>> shard = ds.shard(2, 1)
+            >>> shard.num_samples, len(shard), shard[0][0].numpy().tolist()
+            (2, 2, [[2.0, 3.0], [6.0, 7.0]])
+        """
+        num_shards = _validation.check_int(num_shards, "num_shards")
+        index = _validation.check_int(index, "index", minimum=0)
+        if index >= num_shards:
+            raise ValueError(
+                f"`index` must be in [0, num_shards) = [0, {num_shards}), got {index}."
+            )
+        batch_size = _validation.check_int(
+            self.batch_size if batch_size is None else batch_size, "batch_size"
+        )
+        rows = np.arange(index, self.num_samples, num_shards)
+        shard = copy.copy(self)
+        shard._rows = rows if self._rows is None else self._rows[rows]
+        shard.num_samples = len(rows)
+        shard.batch_size = batch_size
+        longest = -(-self.num_samples // num_shards)
+        shard._length = max(1, -(-longest // batch_size))
+        shard.seed = (
+            None
+            if self.seed is None
+            else int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        )
+        shard._rng = np.random.default_rng(shard.seed)
+        shard._order = shard._rng.permutation(shard.num_samples) if self.shuffle else None
+        return shard
 
     def __getitem__(self, index: int) -> Any:
         """Return batch `index` as `x`, `(x, y)` or `(x, y, sample_weight)`."""
@@ -169,9 +225,18 @@ class SparseDataset(keras.utils.PyDataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        start = index * self.batch_size
+        return self._batch_of_rows(self._batch_rows(index))
+
+    def _batch_rows(self, index: int) -> slice | np.ndarray:
+        """The rows of the underlying data that batch `index` holds (no bounds check)."""
+        start = min(index * self.batch_size, self.num_samples)
         stop = min(start + self.batch_size, self.num_samples)
         rows = slice(start, stop) if self._order is None else self._order[start:stop]
+        if self._rows is None:
+            return rows
+        return self._rows[rows]
+
+    def _batch_of_rows(self, rows: slice | np.ndarray) -> Any:
         x = _batch(self._x, rows)
         if self._y is None:
             return (x,)

@@ -68,8 +68,12 @@ def _per_row(
     rows, num_rows = _rows_of(indices, y_pred)
     totals = _tf.row_sum(entry_loss, rows, num_rows)
     if normalize == "entries":
-        count = tf.cast(tf.shape(entry_loss)[0], totals.dtype)
-        return tf.math.divide_no_nan(totals * tf.cast(num_rows, totals.dtype), count)
+        # Under a tf.distribute strategy the counts are those of the global batch,
+        # so the replicas together give total loss / total entries, as on one device.
+        count, rows_in_batch = _tf.replica_sum(
+            tf.cast(tf.shape(entry_loss)[0], totals.dtype), tf.cast(num_rows, totals.dtype)
+        )
+        return tf.math.divide_no_nan(totals * rows_in_batch, count)
     if not mean:
         return totals
     counts = _tf.row_sum(tf.ones_like(entry_loss), rows, num_rows)

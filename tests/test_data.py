@@ -193,3 +193,52 @@ def test_out_of_range_index_raises_index_error(xy):
     with pytest.raises(IndexError):
         ds[3]
     assert ds[-1][0].dense_shape.numpy()[0] == 6
+
+
+def _rows_of(batch):
+    return (
+        tf.sparse.to_dense(batch).numpy() if isinstance(batch, tf.SparseTensor) else batch.numpy()
+    )
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_partition_the_rows_and_finish_together(num_shards, shuffle):
+    n = 10
+    # row i of x holds i + 1 in column 0, so batches say which rows they hold
+    x = sp.csr_matrix((np.arange(1.0, n + 1), (np.arange(n), np.zeros(n, int))), shape=(n, 3))
+    y = np.arange(n, dtype=np.float32)[:, None]
+    ds = SparseDataset(x, y, batch_size=4, shuffle=shuffle, seed=5)
+    lengths, seen = set(), []
+    for index in range(num_shards):
+        shard = ds.shard(num_shards, index, batch_size=2)
+        lengths.add(len(shard))
+        for b in range(len(shard)):
+            bx, by = shard[b]
+            ids = _rows_of(bx)[:, 0] - 1
+            np.testing.assert_array_equal(ids, by.numpy()[:, 0])  # x and y rows stay paired
+            assert all(int(i) % num_shards == index for i in ids)  # only its own rows
+            seen.extend(int(i) for i in ids)
+    assert len(lengths) == 1  # every shard has the same number of batches
+    assert sorted(seen) == list(range(n))  # together: every row exactly once
+
+
+def test_short_shard_ends_with_an_empty_batch():
+    ds = SparseDataset(sp.eye(5, format="csr"), np.ones((5, 1)), batch_size=3)
+    last = ds.shard(2, 1, batch_size=1)  # rows 1, 3 against 3 rows in shard 0
+    assert len(last) == 3 and last.num_samples == 2
+    bx, by = last[2]
+    assert tuple(bx.shape) == (0, 5) and tuple(by.shape) == (0, 1)
+
+
+def test_shard_shuffles_reproducibly_and_validates():
+    ds = SparseDataset(np.arange(20.0)[:, None], batch_size=20, shuffle=True, seed=1)
+    first = ds.shard(2, 0)[0][0].numpy().ravel().tolist()
+    assert first == ds.shard(2, 0)[0][0].numpy().ravel().tolist()
+    assert sorted(first) == list(range(0, 20, 2))
+    with pytest.raises(ValueError, match=r"`index` must be in \[0, num_shards\)"):
+        ds.shard(2, 2)
+    with pytest.raises(TypeError, match="`num_shards`"):
+        ds.shard(1.5, 0)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        ds.shard(2, 0, batch_size=0)
