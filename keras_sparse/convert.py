@@ -95,7 +95,7 @@ def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> tf.SparseTensor:
         TypeError: `x` is of an unsupported type, or has complex values.
         ValueError: a SciPy input that is not 2-D.
 
-    Example:
+    Examples:
         >>> import scipy.sparse as sp
         >>> import keras_sparse
         >>> m = sp.coo_matrix(([1.0, 2.0, 3.0], ([1, 0, 1], [2, 0, 2])), shape=(2, 3))
@@ -145,7 +145,7 @@ def to_scipy(st: tf.SparseTensor) -> sp.csr_matrix:
         TypeError: `st` is not a `tf.SparseTensor`.
         ValueError: `st` is not 2-D.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import keras_sparse
         >>> st = keras_sparse.to_sparse_tensor(np.eye(3, dtype="float32"))
@@ -205,7 +205,7 @@ def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> tf.SparseTensor:
             the first (the message names the first mismatching one).
         TypeError: an element is of an unsupported type.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import keras_sparse
         >>> batch = keras_sparse.stack([np.eye(3), 2 * np.eye(3)])

@@ -107,7 +107,7 @@ class SparseDataset(keras.utils.PyDataset):
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size`, passed to
             `keras.utils.PyDataset`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np, scipy.sparse as sp
         >>> from keras_sparse.data import SparseDataset
         >>> x = sp.random(100, 50, density=0.05, format="csr", random_state=0)
@@ -186,7 +186,7 @@ class SparseDataset(keras.utils.PyDataset):
         Returns:
             A `SparseDataset` over the shard's rows.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> from keras_sparse.data import SparseDataset
             >>> ds = SparseDataset(np.arange(10.0).reshape(5, 2), batch_size=2)

@@ -155,7 +155,7 @@ def enable_sparse(model: keras.Model) -> keras.Model:
     Returns:
         The same model, for chaining.
 
-    Example:
+    Examples:
         >>> import keras, tensorflow as tf
         >>> import keras_sparse as ks
         >>> strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
@@ -233,7 +233,7 @@ def distribute_dataset(
     Returns:
         A distributed dataset for `model.fit` / `evaluate` / `predict`.
 
-    Example:
+    Examples:
         >>> import numpy as np, scipy.sparse as sp, tensorflow as tf
         >>> import keras_sparse as ks
         >>> x = sp.random(64, 30, density=0.1, format="csr", random_state=0)

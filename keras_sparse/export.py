@@ -79,7 +79,7 @@ def export_saved_model(
         top_k: If set, serve the top k items of the model's (single) output
             instead of all scores.
 
-    Example:
+    Examples:
         >>> import tempfile, keras, numpy as np, scipy.sparse as sp, tensorflow as tf
         >>> import keras_sparse as ks
         >>> inp = keras.Input((30,), sparse=True, name="items")

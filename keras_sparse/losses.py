@@ -135,7 +135,7 @@ def sparse_mse(y_true: Any, y_pred: Any) -> tf.Tensor:
         A `(rows,)` tensor: mean of `(y_pred - y_true)**2` over each row's
         observed entries, exactly 0 (with zero gradient) for a row without any.
 
-    Example:
+    Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[0.0, 4.0], [0.0, 0.0]]))
@@ -156,7 +156,7 @@ def sparse_mae(y_true: Any, y_pred: Any) -> tf.Tensor:
     Returns:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
-    Example:
+    Examples:
         >>> import scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0, 3.0]]))
@@ -178,7 +178,7 @@ def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> tf.Tensor:
     Returns:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
-    Example:
+    Examples:
         >>> import scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0, 3.0]]))
@@ -203,7 +203,7 @@ def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = Fal
     Returns:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
-    Example:
+    Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> y_true = ks.to_sparse_tensor(sp.csr_matrix(([1.0, 0.0], ([0, 0], [0, 2])), (1, 3)))
@@ -228,7 +228,7 @@ def sparse_multinomial_nll(y_true: Any, y_pred: Any) -> tf.Tensor:
     Returns:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
-    Example:
+    Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0]]))
@@ -276,7 +276,7 @@ class SparseMeanSquaredError(_MaskedLoss):
         name: Name of the loss.
         dtype: Dtype of the computation.
 
-    Example:
+    Examples:
         >>> import keras
         >>> import keras_sparse as ks
         >>> model = keras.Sequential([keras.Input((50,), sparse=True), keras.layers.Dense(50)])
@@ -306,7 +306,7 @@ class SparseMeanAbsoluteError(_MaskedLoss):
         name: Name of the loss.
         dtype: Dtype of the computation.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks
         >>> loss = ks.losses.SparseMeanAbsoluteError(normalize="entries")
     """
@@ -335,7 +335,7 @@ class SparseHuber(_MaskedLoss):
         name: Name of the loss.
         dtype: Dtype of the computation.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks
         >>> loss = ks.losses.SparseHuber(delta=2.0)
     """
@@ -369,7 +369,7 @@ class SparseBinaryCrossentropy(_MaskedLoss):
         name: Name of the loss.
         dtype: Dtype of the computation.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks
         >>> loss = ks.losses.SparseBinaryCrossentropy(from_logits=True)
     """
@@ -407,7 +407,7 @@ class SparseMultinomialNLL(_MaskedLoss):
         name: Name of the loss.
         dtype: Dtype of the computation.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks
         >>> loss = ks.losses.SparseMultinomialNLL()
     """

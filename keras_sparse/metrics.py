@@ -128,7 +128,7 @@ class PrecisionAtK(_DenominatorMetric):
     from the relevant set too (that is how `ExcludeSeen` excludes training
     items). Ties go to the lower item index. `sample_weight` is per row.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.PrecisionAtK(k=2)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.9, 0.8, 0.1]])
@@ -158,7 +158,7 @@ class RecallAtK(_DenominatorMetric):
     items). Ties go to the lower item index. `sample_weight` is per row.
     With `denominator="min"` it is Mult-VAE's Recall@k.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.RecallAtK(k=1)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.1, 0.8, 0.2]])
@@ -189,7 +189,7 @@ class NDCGAtK(_RankingMetric):
     items). Ties go to the lower item index. `sample_weight` is per row.
     The defaults reproduce `implicit` 0.7's `ndcg_at_k`.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.NDCGAtK(k=2)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0, 0]])), [[0.9, 0.8, 0.1]])
@@ -233,7 +233,7 @@ class MAPAtK(_RankingMetric):
     items). Ties go to the lower item index. `sample_weight` is per row.
     The defaults reproduce `implicit` 0.7's `mean_average_precision_at_k`.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.MAPAtK(k=2)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
@@ -261,7 +261,7 @@ class HitRateAtK(_RankingMetric):
     from the relevant set too (that is how `ExcludeSeen` excludes training
     items). Ties go to the lower item index. `sample_weight` is per row.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.HitRateAtK(k=1)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
@@ -289,7 +289,7 @@ class MRRAtK(_RankingMetric):
     from the relevant set too (that is how `ExcludeSeen` excludes training
     items). Ties go to the lower item index. `sample_weight` is per row.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.MRRAtK(k=3)
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
@@ -312,7 +312,7 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
         name: Metric name.
         dtype: Dtype of the state.
 
-    Example:
+    Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.SparseRootMeanSquaredError()
         >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[3.0, 0.0]])), [[1.0, 7.0]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -33,10 +35,11 @@ class LazyAdam(keras.optimizers.Adam):
         beta_2: Decay of the second moment.
         epsilon: Small constant for numerical stability.
         amsgrad: Whether to use the AMSGrad variant.
+        name: Name of the optimizer.
         **kwargs: Other `keras.optimizers.Optimizer` arguments (`weight_decay`,
-            `clipnorm`, `name`, ...).
+            `clipnorm`, ...).
 
-    Example:
+    Examples:
         >>> import keras
         >>> from keras_sparse.layers import SparseDenseInput
         >>> from keras_sparse.optimizers import LazyAdam
@@ -44,6 +47,26 @@ class LazyAdam(keras.optimizers.Adam):
         >>> model.compile(optimizer=LazyAdam(learning_rate=1e-3), loss="mse")
 
     """
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        name: str = "lazy_adam",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            name=name,
+            **kwargs,
+        )
 
     def update_step(self, gradient, variable, learning_rate):
         """Apply one update; sparse gradients only touch their rows."""

@@ -155,7 +155,7 @@ class TopKToCSR:
         values: `"scores"` (default) or `"ranks"`.
         min_score: Optional; entries with a score below it are dropped.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from keras_sparse.outputs import TopKToCSR
         >>> scores = np.array([[0.1, 0.9, 0.5], [0.3, np.nan, 0.2]], "float32")
@@ -254,7 +254,7 @@ def threshold_to_csr(scores: Any, threshold: float) -> sp.csr_matrix:
     Returns:
         A canonical `scipy.sparse.csr_matrix` with float32 data.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from keras_sparse.outputs import threshold_to_csr
         >>> threshold_to_csr(np.array([[0.2, 0.7], [0.9, 0.1]]), 0.5).toarray().tolist()
@@ -328,7 +328,7 @@ def predict_topk(
     Returns:
         A `scipy.sparse.csr_matrix` (rows, items) with column indices in rank order.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> import keras_sparse as ks
         >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
@@ -428,7 +428,7 @@ def evaluate_topk(
     Returns:
         A dict such as `{"precision@10": 0.12, "ndcg@20": 0.3, ...}`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])

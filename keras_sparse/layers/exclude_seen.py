@@ -31,7 +31,7 @@ class ExcludeSeen(keras.layers.Layer):
     Args:
         **kwargs: Base `keras.layers.Layer` arguments.
 
-    Example:
+    Examples:
         >>> import keras
         >>> from keras_sparse.layers import ExcludeSeen, SparseDenseInput
         >>> items = keras.Input((100,), sparse=True)

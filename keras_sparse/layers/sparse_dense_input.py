@@ -49,7 +49,7 @@ class SparseDenseInput(keras.layers.Layer):
     Output shape:
         `(batch, units)`.
 
-    Example:
+    Examples:
         >>> import keras
         >>> from keras_sparse.layers import SparseDenseInput
         >>> inputs = keras.Input((10_000,), sparse=True)

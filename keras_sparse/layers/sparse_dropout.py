@@ -26,7 +26,7 @@ class SparseDropout(keras.layers.Layer):
         seed: Optional integer seed for reproducible masks.
         **kwargs: Base `keras.layers.Layer` arguments.
 
-    Example:
+    Examples:
         >>> import keras
         >>> from keras_sparse.layers import SparseDenseInput, SparseDropout
         >>> inputs = keras.Input((1000,), sparse=True)

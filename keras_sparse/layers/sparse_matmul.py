@@ -41,7 +41,7 @@ class SparseMatMul(keras.layers.Layer):
         matrix_nnz: Set by deserialization (number of stored entries).
         **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
-    Example:
+    Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> from keras_sparse.layers import SparseMatMul
         >>> adjacency = sp.eye(4, format="csr") * 2

@@ -26,7 +26,7 @@ class TopK(keras.layers.Layer):
         k: Items per row, a positive integer.
         **kwargs: Base `keras.layers.Layer` arguments.
 
-    Example:
+    Examples:
         >>> import keras
         >>> from keras_sparse.layers import TopK
         >>> scores = keras.Input((1000,))

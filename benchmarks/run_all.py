@@ -1,0 +1,215 @@
+"""Run every benchmark, write benchmarks/results.json and the plots, print one ratio table.
+
+Each benchmark runs in its own process (so one's memory does not count in the
+next one's) at the sizes below, chosen to finish together in well under 15
+minutes on 2 cores / 24 GiB. Ratios compare keras_sparse with the baseline
+measured in the same run.
+
+Usage: python benchmarks/run_all.py [--quick] [--plots-dir docs/assets/benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# name -> (script, arguments at full size, arguments with --quick)
+BENCHMARKS = {
+    "feed": (
+        "bench_feed.py",
+        [],  # 100k x 1M CSR, 5M entries
+        ["--rows", "20000", "--cols", "200000", "--nnz", "1000000"],
+    ),
+    "sparse_input": (
+        "bench_sparse_input.py",
+        [],  # 1M features, 40 steps x 2 epochs
+        ["--features", "200000", "--steps", "10", "--epochs", "1"],
+    ),
+    "topk": (
+        "bench_topk.py",
+        [],  # 50k users x 20k items
+        ["--users", "5000", "--items", "4000"],
+    ),
+}
+
+
+def run(name: str, quick: bool) -> tuple[dict, float]:
+    script, full, small = BENCHMARKS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{name}.json"
+        cmd = [sys.executable, str(HERE / script), *(small if quick else full), "--json", str(out)]
+        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=HERE)
+        seconds = time.perf_counter() - start
+        return json.loads(out.read_text()), seconds
+
+
+def ratios(results: dict) -> list[tuple[str, float, str]]:
+    """(what, ratio, target) rows; a ratio below 1 means keras_sparse takes less."""
+    rows = []
+    feed = results.get("feed")
+    if feed:
+        rows.append(("SparseDataset / Keras native: s per epoch", feed["time_ratio"], "<= 0.7"))
+        rows.append(
+            (
+                "SparseDataset / Keras native: extra memory",
+                feed["sparse_dataset"]["extra_rss_mb"] / feed["native"]["extra_rss_mb"],
+                "-",
+            )
+        )
+        conv = feed["conversion_m_entries_per_s"]
+        rows.append(
+            (
+                "to_sparse_tensor / np.repeat recipe: time",
+                conv["np.repeat recipe"] / conv["to_sparse_tensor"],
+                "< 1",
+            )
+        )
+    dense = results.get("sparse_input")
+    if dense:
+        rows.append(
+            (
+                "SDI+LazyAdam / Dense+Adam: ms per step",
+                1 / dense["speedup_lazyadam_vs_dense_adam"],
+                "<= 0.125",
+            )
+        )
+        rows.append(
+            ("SDI+SGD / Dense+SGD: ms per step", 1 / dense["speedup_sgd_vs_dense_sgd"], "<= 0.5")
+        )
+    topk = results.get("topk")
+    if topk:
+        for k in (10, 100):
+            t, e = topk[f"topk_{k}"], topk[f"evaluate_{k}"]
+            rows.append(
+                (
+                    f"predict_topk / numpy argpartition, K={k}",
+                    t["predict_topk_s"] / t["numpy_s"],
+                    "-",
+                )
+            )
+            if "implicit_s" in t:
+                rows.append(
+                    (
+                        f"predict_topk / implicit topk, K={k}",
+                        t["predict_topk_s"] / t["implicit_s"],
+                        "<= 1.0",
+                    )
+                )
+            if "implicit_s" in e:
+                rows.append(
+                    (
+                        f"evaluate_topk / implicit ranking_metrics, K={k}",
+                        e["evaluate_topk_s"] / e["implicit_s"],
+                        "<= 1.0",
+                    )
+                )
+    return rows
+
+
+def plot(results: dict, plots_dir: Path) -> list[Path]:
+    """One bar chart per benchmark, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def bars(filename: str, title: str, ylabel: str, values: dict[str, float]) -> None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.2))
+        names = list(values)
+        colours = ["#3b7dd8" if "keras_sparse" in n else "#9a9a9a" for n in names]
+        ax.barh(names, [values[n] for n in names], color=colours)
+        ax.set_xlabel(ylabel)
+        ax.set_title(title)
+        ax.invert_yaxis()
+        fig.tight_layout()
+        path = plots_dir / filename
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    feed = results.get("feed")
+    if feed:
+        bars(
+            "feed.png",
+            "fit, one epoch of a sparse input",
+            "seconds per epoch",
+            {
+                "Keras native SciPy": feed["native"]["seconds"],
+                "keras_sparse SparseDataset": feed["sparse_dataset"]["seconds"],
+            },
+        )
+    dense = results.get("sparse_input")
+    if dense:
+        configs = dense["configs"]
+        bars(
+            "sparse_input.png",
+            "one training step, 1M-feature sparse input",
+            "ms per step",
+            {
+                (f"keras_sparse {name}" if "SparseDenseInput" in name else name): value[
+                    "ms_per_step"
+                ]
+                for name, value in configs.items()
+            },
+        )
+    topk = results.get("topk")
+    if topk:
+        values = {}
+        for k in (10, 100):
+            t, e = topk[f"topk_{k}"], topk[f"evaluate_{k}"]
+            values[f"keras_sparse predict_topk K={k}"] = t["predict_topk_s"]
+            if "implicit_s" in t:
+                values[f"implicit topk K={k}"] = t["implicit_s"]
+            values[f"numpy argpartition K={k}"] = t["numpy_s"]
+            values[f"keras_sparse evaluate_topk K={k}"] = e["evaluate_topk_s"]
+            if "implicit_s" in e:
+                values[f"implicit ranking_metrics K={k}"] = e["implicit_s"]
+        bars("topk.png", "top-k for every user, seen items excluded", "seconds", values)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--plots-dir", type=Path, default=ROOT / "docs" / "assets" / "benchmarks")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    results, seconds = {}, {}
+    for name in args.only:
+        results[name], seconds[name] = run(name, args.quick)
+    table = ratios(results)
+    payload = {
+        "quick": args.quick,
+        "python": sys.version.split()[0],
+        "seconds": seconds,
+        "results": results,
+        "ratios": [{"what": w, "ratio": r, "target": t} for w, r, t in table],
+    }
+    args.out.write_text(json.dumps(payload, indent=2))
+    plots = plot(results, args.plots_dir)
+    header = "keras_sparse / baseline (below 1: keras_sparse is cheaper)"
+    print(f"\n{header:<52}{'ratio':>8}{'target':>10}")
+    for what, ratio, target in table:
+        print(f"{what:<52}{ratio:>8.3f}{target:>10}")
+    print(f"\nwrote {args.out} and {len(plots)} plots in {args.plots_dir}")
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The docs site builds with `mkdocs build --strict` (broken links, bad docstrings fail)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mkdocs_strict_build(tmp_path):
+    pytest.importorskip("mkdocs", reason="docs tools come with the [test] extra")
+    pytest.importorskip("mkdocstrings")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    page = (tmp_path / "site" / "api" / "layers" / "index.html").read_text()
+    assert "SparseDenseInput" in page  # the API reference comes from the docstrings
+    shutil.rmtree(tmp_path / "site")
