@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 
 from keras_sparse import _tf, _validation
@@ -62,7 +63,7 @@ def _symbolic(value: Any) -> Any:
         return None
     if isinstance(value, tf.distribute.DistributedValues):
         value = value.values[0]
-    sparse = _tf.is_sparse(value)
+    sparse = _tf.is_sparse(value) or sp.issparse(value)
     if not sparse and not (hasattr(value, "shape") and hasattr(value, "dtype")):
         value = np.asarray(value)
     shape = tuple(value.shape)
