@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _tf
 from keras_sparse.data import SparseDataset
 
 __all__ = ["SUPPORTED_KERAS", "distribute_dataset", "enable_sparse"]
@@ -84,24 +84,22 @@ def _sparse_symbolic_build(
     """Build model, compiled loss/metrics and optimizer from sparse-aware specs."""
     if model._distribute_strategy is None:
         return
-    needs_data = (
-        not all(layer.built for layer in model._flatten_layers())
-        or (model._compile_metrics is not None and not model._compile_metrics.built)
-        or (model._compile_loss is not None and not model._compile_loss.built)
-    )
+    metrics_unbuilt = model._compile_metrics is not None and not model._compile_metrics.built
+    loss_unbuilt = model._compile_loss is not None and not model._compile_loss.built
+    layers_unbuilt = not all(layer.built for layer in model._flatten_layers())
     backend = keras.src.backend
     with model.distribute_strategy.scope():
-        if needs_data:
+        if layers_unbuilt or metrics_unbuilt or loss_unbuilt:
             if data_batch is None:
                 data_batch = _first_batch(iterator)
             spec = keras.tree.map_structure(_symbolic, data_batch)
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(spec)
             y_pred = backend.compute_output_spec(model, x, training=False)
-            if model._compile_metrics is not None and not model._compile_metrics.built:
+            if metrics_unbuilt:
                 backend.compute_output_spec(
                     model.compute_metrics, x, y, y_pred, sample_weight=sample_weight
                 )
-            if model._compile_loss is not None and not model._compile_loss.built:
+            if loss_unbuilt:
                 backend.compute_output_spec(
                     model._compute_loss, x, y, y_pred, sample_weight=sample_weight, training=False
                 )
@@ -273,5 +271,4 @@ def distribute_dataset(
             tf_dataset = tf_dataset.apply(tf.data.experimental.assert_cardinality(len(shard)))
         return tf_dataset
 
-    _validation.check_int(dataset.batch_size, "dataset.batch_size")
     return strategy.distribute_datasets_from_function(dataset_fn)

@@ -18,18 +18,29 @@ from keras_sparse import _validation, ranking
 
 __all__ = ["export_saved_model"]
 
-_SPARSE_PARTS = ("indices", "values", "dense_shape")
+
+def _sparse_part_specs(name: str, spec: tf.SparseTensorSpec) -> dict[str, tf.TensorSpec]:
+    """The plain-tensor specs a signature takes for the sparse input `name`."""
+    parts = {
+        "indices": ([None, 2], tf.int64),
+        "values": ([None], spec.dtype),
+        "dense_shape": ([2], tf.int64),
+    }
+    return {
+        f"{name}_{part}": tf.TensorSpec(shape, dtype, name=f"{name}_{part}")
+        for part, (shape, dtype) in parts.items()
+    }
 
 
-def _input_specs(model: keras.Model) -> dict[str, tuple[Any, bool, int]]:
-    """Name -> (spec, is_sparse, id of the input tensor), in the model's input order."""
+def _input_specs(model: keras.Model) -> dict[str, tuple[Any, int]]:
+    """Name -> (spec, id of the input tensor), in the model's input order."""
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ValueError(
             f"`model` ({type(model).__name__}) has no symbolic inputs to export. Build it "
             "from keras.Input(...) (functional or Sequential with an Input) before exporting."
         )
-    specs: dict[str, tuple[Any, bool, int]] = {}
+    specs: dict[str, tuple[Any, int]] = {}
     for position, tensor in enumerate(inputs):
         name = re.sub(r"\W", "_", tensor.name or f"input_{position}")
         if not re.match(r"[A-Za-z]", name):
@@ -37,11 +48,10 @@ def _input_specs(model: keras.Model) -> dict[str, tuple[Any, bool, int]]:
         while name in specs:
             name = f"{name}_{position}"
         dtype = tf.as_dtype(tensor.dtype)
-        sparse = bool(getattr(tensor, "sparse", False))
-        if sparse:
-            specs[name] = (tf.SparseTensorSpec(tensor.shape, dtype), True, id(tensor))
+        if getattr(tensor, "sparse", False):
+            specs[name] = (tf.SparseTensorSpec(tensor.shape, dtype), id(tensor))
         else:
-            specs[name] = (tf.TensorSpec(tensor.shape, dtype, name=name), False, id(tensor))
+            specs[name] = (tf.TensorSpec(tensor.shape, dtype, name=name), id(tensor))
     return specs
 
 
@@ -107,7 +117,7 @@ def export_saved_model(
     names = _output_names(model, len(model.outputs))
 
     def run(inputs: dict[str, Any]) -> dict[str, tf.Tensor]:
-        by_tensor = {tensor_id: inputs[name] for name, (_, _, tensor_id) in specs.items()}
+        by_tensor = {tensor_id: inputs[name] for name, (_, tensor_id) in specs.items()}
         # Sequential has no `.input` until called; one input needs no structure.
         layout = model.inputs[0] if len(model.inputs) == 1 else model.input
         structured = keras.tree.map_structure(lambda t: by_tensor[id(t)], layout)
@@ -118,26 +128,21 @@ def export_saved_model(
             return {"top_scores": values, "top_indices": indices}
         return dict(zip(names, outputs, strict=True))
 
-    serve = tf.function(run, input_signature=[{name: spec for name, (spec, _, _) in specs.items()}])
+    serve = tf.function(run, input_signature=[{name: spec for name, (spec, _) in specs.items()}])
 
     flat_signature = {}
-    for name, (spec, sparse, _) in specs.items():
-        if not sparse:
+    for name, (spec, _) in specs.items():
+        if isinstance(spec, tf.SparseTensorSpec):
+            flat_signature.update(_sparse_part_specs(name, spec))
+        else:
             flat_signature[name] = spec
-            continue
-        flat_signature[f"{name}_indices"] = tf.TensorSpec(
-            [None, 2], tf.int64, name=f"{name}_indices"
-        )
-        flat_signature[f"{name}_values"] = tf.TensorSpec([None], spec.dtype, name=f"{name}_values")
-        flat_signature[f"{name}_dense_shape"] = tf.TensorSpec(
-            [2], tf.int64, name=f"{name}_dense_shape"
-        )
 
     def serve_flat(**flat: tf.Tensor) -> dict[str, tf.Tensor]:
         inputs = {}
-        for name, (_, sparse, _) in specs.items():
-            if sparse:
-                inputs[name] = tf.SparseTensor(*(flat[f"{name}_{part}"] for part in _SPARSE_PARTS))
+        for name, (spec, _) in specs.items():
+            if isinstance(spec, tf.SparseTensorSpec):
+                parts = _sparse_part_specs(name, spec)
+                inputs[name] = tf.SparseTensor(*(flat[part] for part in parts))
             else:
                 inputs[name] = flat[name]
         return run(inputs)
