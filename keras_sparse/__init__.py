@@ -1,15 +1,7 @@
 """keras_sparse: train and serve Keras 3 models on sparse data without densifying it."""
 
-import keras as _keras
-
-if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "keras_sparse needs the TensorFlow backend of Keras, but Keras is using "
-        f"{_keras.backend.backend()!r}. Set the environment variable KERAS_BACKEND=tensorflow "
-        "before importing keras."
-    )
-
-from keras_sparse import (  # noqa: E402
+from keras_sparse import (
+    backend,  # noqa: F401 - picks the backend, fails clearly if unsupported
     data,
     datasets,
     distribute,
@@ -20,9 +12,9 @@ from keras_sparse import (  # noqa: E402
     outputs,
     ranking,
 )
-from keras_sparse.convert import stack, to_scipy, to_sparse_tensor  # noqa: E402
-from keras_sparse.export import export_saved_model  # noqa: E402
-from keras_sparse.outputs import evaluate_topk, predict_topk  # noqa: E402
+from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor
+from keras_sparse.export import export_saved_model
+from keras_sparse.outputs import evaluate_topk, predict_topk
 
 __version__ = "0.1.0"
 
@@ -42,5 +34,6 @@ __all__ = [
     "ranking",
     "stack",
     "to_scipy",
+    "to_sparse",
     "to_sparse_tensor",
 ]

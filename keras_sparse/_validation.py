@@ -120,13 +120,13 @@ def check_same_rows(parts: Mapping[str, int]) -> int:
 
 def check_sparse_or_array(value: Any, name: str) -> None:
     """Check that `value` is a SciPy sparse matrix/array or array-like of numbers."""
-    from keras_sparse import _tf
+    from keras_sparse import backend as B
 
-    if sp.issparse(value) or isinstance(value, np.ndarray) or _tf.is_sparse(value):
+    if sp.issparse(value) or isinstance(value, np.ndarray) or B.is_sparse(value):
         return
-    if _tf.is_tensor(value) or isinstance(value, (list, tuple)):
+    if B.is_dense_tensor(value) or isinstance(value, (list, tuple)):
         return
     raise TypeError(
         f"`{name}` must be a SciPy sparse matrix or array, a NumPy array or a "
-        f"tf.SparseTensor, got {type(value).__name__}."
+        f"sparse tensor of the Keras backend ({B.NAME}), got {type(value).__name__}."
     )

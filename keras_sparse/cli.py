@@ -96,9 +96,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """Train the demo recommender, print its metrics beside popularity, write top-k."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import keras_sparse as ks
+    from keras_sparse import backend as B
     from keras_sparse.datasets import split_holdout, synthetic_interactions
 
     start = time.perf_counter()
@@ -132,10 +132,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     ks_ = (10, 20)
     kwargs = {"k": ks_, "exclude": train, "batch_size": 1024, "verbose": 0}
     ours = ks.evaluate_topk(model, train, held, **kwargs)
-    popularity = tf.constant(np.asarray(train.sum(axis=0), dtype=np.float32))
+    popularity = keras.ops.convert_to_tensor(np.asarray(train.sum(axis=0), dtype=np.float32))
 
     def popular(batch: Any) -> Any:
-        return tf.tile(popularity, [tf.cast(batch.dense_shape[0], tf.int32), 1])
+        return keras.ops.ones((B.sparse_num_rows(batch), 1)) * popularity
 
     base = ks.evaluate_topk(popular, train, held, **kwargs)
     print()

@@ -1,7 +1,10 @@
-"""Conversion between SciPy sparse matrices, NumPy arrays and `tf.SparseTensor`.
+"""Conversion between SciPy sparse matrices, NumPy arrays and backend sparse tensors.
 
-The canonical form (see DEFINITIONS): int64 indices in row-major order,
-duplicates summed, explicit zeros kept, the shape of the input.
+The canonical form (see DEFINITIONS): indices in row-major order, duplicates
+summed, explicit zeros kept, the shape of the input. `to_sparse` returns the
+active backend's sparse tensor (`tf.SparseTensor` on TensorFlow, a padded
+`jax.experimental.sparse.BCOO` on JAX); `to_scipy` is its inverse for either.
+`to_sparse_tensor` is the TensorFlow-only spelling kept for existing code.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
+from keras_sparse import backend as B
 
-SparseLike = Any  # SciPy sparse matrix/array, NumPy array or tf.SparseTensor
+SparseLike = Any  # SciPy sparse matrix/array, NumPy array or a backend sparse tensor
 
 
 def canonical_csr(x: Any, name: str = "x") -> sp.csr_matrix | sp.csr_array:
@@ -41,7 +45,7 @@ def _resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype | None:
     if dtype is None:
         return None
     try:
-        resolved = np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
+        resolved = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
     except TypeError as err:
         raise TypeError(
             f"`{name}` must be a NumPy/TensorFlow dtype or its name such as 'float32', "
@@ -65,15 +69,112 @@ def csr_to_parts(csr: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     return indices, csr.data, csr.shape
 
 
-def csr_rows_to_sparse_tensor(csr: Any, rows: slice | np.ndarray, dtype: Any) -> tf.SparseTensor:
-    """Rows `rows` of a canonical CSR as a canonical `tf.SparseTensor` of `dtype` values."""
+def csr_rows_to_sparse(csr: Any, rows: slice | np.ndarray, dtype: Any) -> Any:
+    """Rows `rows` of a canonical CSR as the backend's canonical sparse tensor."""
     indices, values, shape = csr_to_parts(csr[rows])
-    values = values.astype(dtype, copy=False)
-    return tf.SparseTensor(indices, values, np.asarray(shape, dtype=np.int64))
+    return B.sparse_from_coo(indices, values.astype(dtype, copy=False), shape)
 
 
-def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> tf.SparseTensor:
+def _sorted_coo(
+    indices: np.ndarray, values: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major order with duplicates summed (explicit zeros kept), on the host."""
+    if indices.shape[0] == 0:
+        return indices.reshape(0, len(shape)).astype(np.int64), values
+    keys = np.ravel_multi_index(tuple(indices.T), shape)
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if unique.size == keys.size and np.all(keys[1:] > keys[:-1]):
+        return indices.astype(np.int64, copy=False), values
+    summed = np.zeros(unique.size, dtype=values.dtype)
+    np.add.at(summed, inverse.reshape(-1), values)
+    return indices[first].astype(np.int64, copy=False), summed
+
+
+def coo_parts(x: SparseLike, name: str = "x", dtype: Any = None) -> tuple:
+    """Canonical host `(indices (nnz, ndim) int64, values, shape)` of any supported input.
+
+    Accepts SciPy sparse (any format), NumPy arrays and lists (their non-zero
+    entries), and the sparse tensors of TensorFlow and JAX.
+    """
+    target = _resolve_dtype(dtype)
+    if sp.issparse(x):
+        indices, values, shape = csr_to_parts(canonical_csr(x, name))
+    elif _is_any_backend_sparse(x):
+        indices, values, shape = _backend_coo(x)
+        _validation.check_dtype(values.dtype, name)
+        indices, values = _sorted_coo(indices, values, shape)
+    else:
+        if not isinstance(x, (np.ndarray, list, tuple)) and not B.is_dense_tensor(x):
+            raise TypeError(
+                f"`{name}` must be a SciPy sparse matrix or array, a NumPy array or a "
+                f"sparse tensor of the active Keras backend ({B.NAME}), got {type(x).__name__}."
+            )
+        arr = np.asarray(x)
+        _validation.check_dtype(arr.dtype, name)
+        nonzero = np.nonzero(arr)
+        indices = np.stack(nonzero, axis=1).astype(np.int64, copy=False)
+        indices = indices.reshape(-1, arr.ndim)
+        values, shape = arr[nonzero], arr.shape
+    if target is not None:
+        values = values.astype(target, copy=False)
+    return indices, values, tuple(int(d) for d in shape)
+
+
+def _is_any_backend_sparse(x: Any) -> bool:
+    """A `tf.SparseTensor` or JAX `BCOO`, whichever backend is active."""
+    return B.is_sparse(x) or type(x).__name__ in ("SparseTensor", "BCOO")
+
+
+def _backend_coo(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    if type(x).__name__ == "BCOO":
+        from keras_sparse.backend import jax as jax_backend
+
+        return jax_backend.sparse_to_coo(x)
+    from keras_sparse.backend import tensorflow as tf_backend
+
+    return tf_backend.sparse_to_coo(x)
+
+
+def to_sparse(x: SparseLike, dtype: Any = None) -> Any:
+    """Convert SciPy, NumPy or a sparse tensor to the active backend's sparse tensor.
+
+    On TensorFlow the result is a canonical `tf.SparseTensor`; on JAX a
+    `jax.experimental.sparse.BCOO` whose entry count is padded to a power of
+    two (padding slots sit at the out-of-range index `shape` with value 0 and
+    are never data). Either way the stored entries are in row-major order,
+    duplicates summed and explicit zeros kept. `to_scipy` is the inverse.
+
+    Args:
+        x: A SciPy sparse matrix or array of any format, a NumPy array (its
+            non-zero entries are stored), a `tf.SparseTensor` or a `BCOO`.
+        dtype: Value dtype of the result, e.g. `"float32"`. `None` keeps the
+            dtype of `x`.
+
+    Returns:
+        The backend's sparse tensor with the shape of `x`.
+
+    Raises:
+        TypeError: `x` is of an unsupported type, or has complex values.
+        ValueError: a SciPy input that is not 2-D.
+
+    Examples:
+        >>> import scipy.sparse as sp
+        >>> import keras_sparse
+        >>> m = sp.coo_matrix(([1.0, 2.0, 3.0], ([1, 0, 1], [2, 0, 2])), shape=(2, 3))
+        >>> s = keras_sparse.to_sparse(m, dtype="float32")
+        >>> keras_sparse.to_scipy(s).toarray().tolist()
+        [[2.0, 0.0, 0.0], [0.0, 0.0, 4.0]]
+
+    """
+    indices, values, shape = coo_parts(x, "x", dtype)
+    return B.sparse_from_coo(indices, values, shape)
+
+
+def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> Any:
     """Convert a SciPy sparse matrix, NumPy array or SparseTensor to canonical form.
+
+    TensorFlow only: on another backend use `keras_sparse.to_sparse`, which
+    returns that backend's sparse tensor.
 
     The result has int64 indices in row-major order, duplicate entries summed
     and explicit zeros kept (a stored 0 is data, e.g. a rating of 0). The
@@ -94,74 +195,63 @@ def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> tf.SparseTensor:
     Raises:
         TypeError: `x` is of an unsupported type, or has complex values.
         ValueError: a SciPy input that is not 2-D.
+        RuntimeError: Keras is not using the TensorFlow backend.
 
     Examples:
         >>> import scipy.sparse as sp
         >>> import keras_sparse
         >>> m = sp.coo_matrix(([1.0, 2.0, 3.0], ([1, 0, 1], [2, 0, 2])), shape=(2, 3))
-        >>> st = keras_sparse.to_sparse_tensor(m, dtype="float32")
-        >>> st.indices.numpy().tolist(), st.values.numpy().tolist()
+        >>> st = keras_sparse.to_sparse_tensor(m, dtype="float32")  # doctest: +SKIP
+        >>> st.indices.numpy().tolist(), st.values.numpy().tolist()  # doctest: +SKIP
         ([[0, 0], [1, 2]], [2.0, 4.0])
 
     """
-    target = _resolve_dtype(dtype)
-    if _tf.is_sparse(x):
+    B.require_tensorflow(
+        "keras_sparse.to_sparse_tensor",
+        "Use keras_sparse.to_sparse(x), which returns the active backend's sparse tensor.",
+    )
+    if B.is_sparse(x):  # canonicalised in-graph, so it also works inside a tf.function
         _validation.check_dtype(x.dtype.as_numpy_dtype, "x")
-        st = _tf.canonicalize(x)
-        return st if target is None else tf.cast(st, target)
-    if sp.issparse(x):
-        indices, values, shape = csr_to_parts(canonical_csr(x))
-    else:
-        if not isinstance(x, (np.ndarray, list, tuple)) and not _tf.is_tensor(x):
-            raise TypeError(
-                "`x` must be a SciPy sparse matrix or array, a NumPy array or a "
-                f"tf.SparseTensor, got {type(x).__name__}."
-            )
-        arr = np.asarray(x)
-        _validation.check_dtype(arr.dtype, "x")
-        nonzero = np.nonzero(arr)
-        indices = np.stack(nonzero, axis=1).astype(np.int64, copy=False)
-        indices = indices.reshape(-1, arr.ndim)
-        values, shape = arr[nonzero], arr.shape
-    if target is not None:
-        values = values.astype(target, copy=False)
-    return tf.SparseTensor(indices, values, np.asarray(shape, dtype=np.int64))
+        indices, values, _, shape = B.coo(x)
+        target = _resolve_dtype(dtype)
+        if target is not None:
+            values = keras.ops.cast(values, target)
+        return B.make_sparse(indices, values, shape)
+    return to_sparse(x, dtype)
 
 
-def to_scipy(st: tf.SparseTensor) -> sp.csr_matrix:
-    """Convert a 2-D `tf.SparseTensor` to a canonical SciPy CSR matrix.
+def to_scipy(st: Any) -> sp.csr_matrix:
+    """Convert a 2-D backend sparse tensor to a canonical SciPy CSR matrix.
 
-    Exact inverse of `to_sparse_tensor`: stored entries (explicit zeros
-    included) and values are kept; unordered or duplicate indices are sorted
-    and summed.
+    Exact inverse of `to_sparse` / `to_sparse_tensor`: stored entries
+    (explicit zeros included) and values are kept; unordered or duplicate
+    indices are sorted and summed; JAX padding slots are dropped.
 
     Args:
-        st: An eager 2-D `tf.SparseTensor`.
+        st: An eager 2-D `tf.SparseTensor` or `jax.experimental.sparse.BCOO`.
 
     Returns:
         A `scipy.sparse.csr_matrix` with the shape and value dtype of `st`.
 
     Raises:
-        TypeError: `st` is not a `tf.SparseTensor`.
+        TypeError: `st` is not a sparse tensor.
         ValueError: `st` is not 2-D.
 
     Examples:
         >>> import numpy as np
         >>> import keras_sparse
-        >>> st = keras_sparse.to_sparse_tensor(np.eye(3, dtype="float32"))
-        >>> keras_sparse.to_scipy(st).toarray().tolist()
+        >>> s = keras_sparse.to_sparse(np.eye(3, dtype="float32"))
+        >>> keras_sparse.to_scipy(s).toarray().tolist()
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 
     """
-    if not _tf.is_sparse(st):
+    if not _is_any_backend_sparse(st):
         raise TypeError(
-            f"`st` must be a tf.SparseTensor, got {type(st).__name__}. "
-            "Use keras_sparse.to_sparse_tensor to build one."
+            f"`st` must be a tf.SparseTensor or a JAX BCOO, got {type(st).__name__}. "
+            "Use keras_sparse.to_sparse to build one."
         )
-    _validation.check_ndim(tuple(st.shape), "st", 2)
-    indices = st.indices.numpy()
-    values = st.values.numpy()
-    shape = tuple(int(d) for d in st.dense_shape.numpy())
+    indices, values, shape = _backend_coo(st)
+    _validation.check_ndim(shape, "st", 2)
     rows, cols = indices[:, 0], indices[:, 1]
     keys = rows * max(shape[1], 1) + cols
     if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
@@ -174,31 +264,32 @@ def to_scipy(st: tf.SparseTensor) -> sp.csr_matrix:
 def _as_csr(matrix: Any, name: str) -> Any:
     if sp.issparse(matrix):
         return canonical_csr(matrix, name)
-    if _tf.is_sparse(matrix):
-        return to_scipy(to_sparse_tensor(matrix))
+    if _is_any_backend_sparse(matrix):
+        return to_scipy(matrix)
     if isinstance(matrix, np.ndarray):
         _validation.check_ndim(matrix.shape, name, 2)
         _validation.check_dtype(matrix.dtype, name)
         return sp.csr_matrix(matrix)
     raise TypeError(
         f"`{name}` must be a SciPy sparse matrix, a NumPy array or a "
-        f"tf.SparseTensor, got {type(matrix).__name__}."
+        f"sparse tensor, got {type(matrix).__name__}."
     )
 
 
-def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> tf.SparseTensor:
-    """Stack same-shaped 2-D matrices into one 3-D `tf.SparseTensor`.
+def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> Any:
+    """Stack same-shaped 2-D matrices into one 3-D backend sparse tensor.
 
     Slice `b` of the result equals `matrices[b]`; the result is canonical
     (row-major over (batch, row, col), duplicates summed, explicit zeros kept).
 
     Args:
         matrices: A non-empty sequence of 2-D SciPy sparse matrices, NumPy
-            arrays or `tf.SparseTensor`s, all of the same shape.
+            arrays or sparse tensors, all of the same shape.
         dtype: Value dtype of the result. `None` keeps the (common) dtype.
 
     Returns:
-        A `tf.SparseTensor` of shape `(len(matrices), rows, cols)`.
+        A sparse tensor of the active backend (`tf.SparseTensor` or padded
+        `BCOO`) of shape `(len(matrices), rows, cols)`.
 
     Raises:
         ValueError: `matrices` is empty, or a matrix has another shape than
@@ -209,8 +300,8 @@ def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> tf.SparseTensor:
         >>> import numpy as np
         >>> import keras_sparse
         >>> batch = keras_sparse.stack([np.eye(3), 2 * np.eye(3)])
-        >>> batch.shape.as_list()
-        [2, 3, 3]
+        >>> tuple(batch.shape)
+        (2, 3, 3)
 
     """
     if isinstance(matrices, (str, bytes)) or not isinstance(matrices, Sequence):
@@ -237,5 +328,4 @@ def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> tf.SparseTensor:
     target = _resolve_dtype(dtype)
     if target is not None:
         values = values.astype(target, copy=False)
-    shape = np.asarray((len(csrs), *shape0), dtype=np.int64)
-    return tf.SparseTensor(indices, values, shape)
+    return B.sparse_from_coo(indices, values, (len(csrs), *shape0))

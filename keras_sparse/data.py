@@ -12,14 +12,13 @@ from typing import Any
 import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
 from keras_sparse.convert import (
+    _is_any_backend_sparse,
     canonical_csr,
-    csr_rows_to_sparse_tensor,
+    csr_rows_to_sparse,
     to_scipy,
-    to_sparse_tensor,
 )
 
 __all__ = ["SparseDataset"]
@@ -29,9 +28,9 @@ def _prepare_leaf(value: Any, name: str) -> Any:
     """Turn one user array into the form batches are cut from."""
     if sp.issparse(value):
         return canonical_csr(value, name)
-    if _tf.is_sparse(value):
+    if _is_any_backend_sparse(value):
         _validation.check_ndim(tuple(value.shape), name, 2)
-        return to_scipy(to_sparse_tensor(value))
+        return to_scipy(value)
     _validation.check_sparse_or_array(value, name)
     arr = np.asarray(value)
     _validation.check_dtype(arr.dtype, name)
@@ -69,9 +68,9 @@ def _floatx_if_float(dtype: np.dtype) -> np.dtype:
 
 def _batch_leaf(value: Any, rows: slice | np.ndarray) -> Any:
     if sp.issparse(value):
-        return csr_rows_to_sparse_tensor(value, rows, keras.backend.floatx())
+        return csr_rows_to_sparse(value, rows, keras.backend.floatx())
     part = value[rows]
-    return tf.convert_to_tensor(part.astype(_floatx_if_float(part.dtype), copy=False))
+    return keras.ops.convert_to_tensor(part.astype(_floatx_if_float(part.dtype), copy=False))
 
 
 def _batch(value: Any, rows: slice | np.ndarray) -> Any:
@@ -87,7 +86,9 @@ def _batch(value: Any, rows: slice | np.ndarray) -> Any:
 class SparseDataset(keras.utils.PyDataset):
     """Batches of SciPy sparse and NumPy data for `fit`, `evaluate` and `predict`.
 
-    Sparse parts arrive in the model as canonical `tf.SparseTensor`s with
+    Sparse parts arrive in the model as the backend's canonical sparse tensor
+    (`tf.SparseTensor`; on JAX a `BCOO` whose entry count is padded to a power
+    of two, so that an epoch compiles only a few step functions) with
     `keras.backend.floatx()` values; dense parts as tensors (floating dtypes
     cast to floatx, integer labels kept). Every SciPy format is accepted (CSC,
     unsorted or duplicate COO, LIL, DOK, BSR, DIA, `*_array`); it is converted
@@ -97,7 +98,7 @@ class SparseDataset(keras.utils.PyDataset):
 
     Args:
         x: Inputs: a SciPy sparse matrix/array, a NumPy array, a
-            `tf.SparseTensor`, or a tuple/list/dict of those (multi-input).
+            backend sparse tensor, or a tuple/list/dict of those (multi-input).
         y: Targets, of the same kinds as `x`, or `None` (prediction).
         sample_weight: Optional 1-D array of per-row weights.
         batch_size: Rows per batch, a positive integer.
@@ -191,7 +192,7 @@ class SparseDataset(keras.utils.PyDataset):
             >>> from keras_sparse.data import SparseDataset
             >>> ds = SparseDataset(np.arange(10.0).reshape(5, 2), batch_size=2)
             >>> shard = ds.shard(2, 1)
-            >>> shard.num_samples, len(shard), shard[0][0].numpy().tolist()
+            >>> shard.num_samples, len(shard), np.asarray(shard[0][0]).tolist()
             (2, 2, [[2.0, 3.0], [6.0, 7.0]])
         """
         num_shards = _validation.check_int(num_shards, "num_shards")

@@ -18,10 +18,16 @@ from typing import Any
 import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
 
-from keras_sparse import _tf
+from keras_sparse import backend as B
 from keras_sparse.data import SparseDataset
+
+if B.NAME == "tensorflow":
+    import tensorflow as tf
+
+_ON_JAX = (
+    "On JAX, scale out with keras.distribution (DataParallel / ModelParallel) instead."
+)
 
 __all__ = ["SUPPORTED_KERAS", "distribute_dataset", "enable_sparse"]
 
@@ -63,7 +69,7 @@ def _symbolic(value: Any) -> Any:
         return None
     if isinstance(value, tf.distribute.DistributedValues):
         value = value.values[0]
-    sparse = _tf.is_sparse(value) or sp.issparse(value)
+    sparse = B.is_sparse(value) or sp.issparse(value)
     if not sparse and not (hasattr(value, "shape") and hasattr(value, "dtype")):
         value = np.asarray(value)
     shape = tuple(value.shape)
@@ -164,6 +170,7 @@ def enable_sparse(model: keras.Model) -> keras.Model:
         ...     model.compile(optimizer="adam", loss=ks.losses.SparseMeanSquaredError())
         >>> model = ks.distribute.enable_sparse(model)
     """
+    B.require_tensorflow("keras_sparse.distribute.enable_sparse (tf.distribute)", _ON_JAX)
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"`model` must be a keras.Model, got {type(model).__name__}. Build the model "
@@ -182,7 +189,7 @@ def enable_sparse(model: keras.Model) -> keras.Model:
 
 
 def _tf_spec(value: Any) -> tf.TypeSpec:
-    if _tf.is_sparse(value):
+    if B.is_sparse(value):
         return tf.SparseTensorSpec(shape=[None] + list(value.shape[1:]), dtype=value.dtype)
     return tf.TensorSpec(shape=[None] + list(value.shape[1:]), dtype=value.dtype)
 
@@ -240,6 +247,7 @@ def distribute_dataset(
         >>> strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
         >>> dist = ks.distribute.distribute_dataset(ds, strategy)
     """
+    B.require_tensorflow("keras_sparse.distribute.distribute_dataset (tf.distribute)", _ON_JAX)
     if not isinstance(dataset, SparseDataset):
         raise TypeError(
             f"`dataset` must be a keras_sparse.data.SparseDataset, got "

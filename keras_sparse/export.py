@@ -12,9 +12,13 @@ import re
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from keras_sparse import _validation, ranking
+from keras_sparse import _validation
+from keras_sparse import backend as B
+from keras_sparse import ops as sops
+
+if B.NAME == "tensorflow":
+    import tensorflow as tf
 
 __all__ = ["export_saved_model"]
 
@@ -101,6 +105,11 @@ def export_saved_model(
         >>> tuple(loaded.serve({"items": tf.cast(x, tf.float32)})["top_indices"].shape)
         (2, 5)
     """
+    B.require_tensorflow(
+        "keras_sparse.export_saved_model (a TensorFlow SavedModel)",
+        "On JAX, save with model.save('model.keras'); to serve from TensorFlow, load that "
+        "file in a process with KERAS_BACKEND=tensorflow and export it there.",
+    )
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"`model` must be a keras.Model, got {type(model).__name__}. Pass the model to export."
@@ -124,7 +133,7 @@ def export_saved_model(
         outputs = model(structured, training=False)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         if top_k is not None:
-            values, indices, _ = ranking.top_k(outputs[0], top_k)
+            values, indices, _ = sops.top_k(outputs[0], top_k)
             return {"top_scores": values, "top_indices": indices}
         return dict(zip(names, outputs, strict=True))
 

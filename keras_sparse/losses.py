@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
+from keras_sparse import backend as B
+from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "SparseMeanAbsoluteError",
     "SparseMeanSquaredError",
     "SparseMultinomialNLL",
+    "masked_row_mean",
+    "observed_entries",
     "sparse_binary_crossentropy",
     "sparse_huber",
     "sparse_mae",
@@ -32,97 +36,138 @@ __all__ = [
 NORMALIZE = ("row", "entries")
 
 
-def observed_entries(y_true: Any, y_pred: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Indices (nnz, 2), target values and the 2-D `y_pred` of the observed entries.
+def observed_entries(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
+    """The observed entries of a 2-D target and the 2-D `y_pred` they index.
 
-    A sparse `y_true` is canonicalised (duplicates summed, explicit zeros
-    kept); for a dense `y_true` the non-zero entries are the observed ones.
+    Returns `(indices, values, weights, y_pred)`: for a sparse `y_true`
+    (canonicalised: duplicates summed, explicit zeros kept) its stored entries,
+    with `weights` 1.0 at real entries and 0.0 at padding slots; for a dense
+    `y_true` every position, weighted 1.0 where `y_true` is non-zero.
     """
-    y_pred = tf.convert_to_tensor(y_pred)
-    if _tf.is_sparse(y_true):
-        if y_true.shape.rank is not None and y_true.shape.rank != 2:
-            raise ValueError(f"`y_true` must be 2-D (rows, items), got shape {y_true.shape}.")
-        st = _tf.canonicalize(y_true)
-        return st.indices, tf.cast(st.values, y_pred.dtype), y_pred
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.shape.rank is not None and y_true.shape.rank != 2:
-        raise ValueError(f"`y_true` must be 2-D (rows, items), got shape {y_true.shape}.")
-    indices = tf.where(tf.not_equal(y_true, 0))
-    return indices, tf.cast(tf.gather_nd(y_true, indices), y_pred.dtype), y_pred
+    y_pred = ops.convert_to_tensor(y_pred)
+    if B.is_sparse(y_true):
+        _check_rank(B.sparse_shape(y_true))
+        e = sops.entries(y_true, y_pred.dtype)
+        weights = ops.ones_like(e.values) if e.valid is None else ops.cast(e.valid, y_pred.dtype)
+        return e.indices, e.values, weights, y_pred
+    y_true = ops.convert_to_tensor(y_true)
+    _check_rank(tuple(y_true.shape))
+    observed = ops.cast(ops.not_equal(y_true, 0), y_pred.dtype)
+    return None, ops.cast(y_true, y_pred.dtype), observed, y_pred
 
 
-def _rows_of(indices: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return indices[:, 0], tf.shape(y_pred, out_type=tf.int64)[0]
+def _check_rank(shape: tuple) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"`y_true` must be 2-D (rows, items), got shape {tuple(shape)}.")
 
 
 def _per_row(
-    entry_loss: tf.Tensor, indices: tf.Tensor, y_pred: tf.Tensor, normalize: str, mean: bool
-) -> tf.Tensor:
-    """Reduce per-entry losses to per-row values.
+    entry_loss: Any, indices: Any, weights: Any, y_pred: Any, normalize: str, mean: bool
+) -> Any:
+    """Reduce per-entry losses (weighted 0 at unobserved/padding slots) to per-row values.
 
     `normalize="row"`: each row's sum (`mean=False`) or mean over its observed
     entries (`mean=True`); a row with no entry gives exactly 0.
     `normalize="entries"`: values whose batch mean is the total loss over the
     total number of observed entries of the batch.
     """
-    rows, num_rows = _rows_of(indices, y_pred)
-    totals = _tf.row_sum(entry_loss, rows, num_rows)
+    entry_loss = entry_loss * weights
+    num_rows = ops.shape(y_pred)[0]
+    if indices is None:  # dense target: entries laid out as (rows, items)
+        totals, counts = ops.sum(entry_loss, axis=1), ops.sum(weights, axis=1)
+    else:
+        totals = sops.row_sum(entry_loss, indices[:, 0], num_rows)
+        counts = sops.row_sum(weights, indices[:, 0], num_rows)
     if normalize == "entries":
         # Under a tf.distribute strategy the counts are those of the global batch,
         # so the replicas together give total loss / total entries, as on one device.
-        count, rows_in_batch = _tf.replica_sum(
-            tf.cast(tf.shape(entry_loss)[0], totals.dtype), tf.cast(num_rows, totals.dtype)
+        count, rows_in_batch = B.replica_sum(
+            ops.sum(counts), ops.cast(num_rows, totals.dtype)
         )
-        return tf.math.divide_no_nan(totals * rows_in_batch, count)
+        return ops.divide_no_nan(totals * rows_in_batch, count)
     if not mean:
         return totals
-    counts = _tf.row_sum(tf.ones_like(entry_loss), rows, num_rows)
-    return tf.math.divide_no_nan(totals, counts)
+    return ops.divide_no_nan(totals, counts)
 
 
-def _squared(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-    return tf.square(p - t)
+def _squared(t: Any, p: Any) -> Any:
+    return ops.square(p - t)
 
 
-def _absolute(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-    return tf.abs(p - t)
+def _absolute(t: Any, p: Any) -> Any:
+    return ops.abs(p - t)
 
 
 def _huber(delta: float):
-    def fn(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-        err = tf.abs(p - t)
-        d = tf.cast(delta, err.dtype)
-        return tf.where(err <= d, 0.5 * tf.square(err), d * err - 0.5 * d * d)
+    def fn(t: Any, p: Any) -> Any:
+        err = ops.abs(p - t)
+        d = ops.cast(delta, err.dtype)
+        return ops.where(err <= d, 0.5 * ops.square(err), d * err - 0.5 * d * d)
 
     return fn
 
 
 def _binary_crossentropy(from_logits: bool):
-    def fn(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+    def fn(t: Any, p: Any) -> Any:
         if from_logits:
-            return tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=p)
-        eps = tf.cast(keras.backend.epsilon(), p.dtype)
-        p = tf.clip_by_value(p, eps, 1 - eps)
-        return -(t * tf.math.log(p) + (1 - t) * tf.math.log(1 - p))
+            # max(p, 0) - p * t + log(1 + exp(-|p|)): stable for any logit.
+            return ops.relu(p) - p * t + ops.log1p(ops.exp(-ops.abs(p)))
+        eps = ops.cast(keras.backend.epsilon(), p.dtype)
+        p = ops.clip(p, eps, 1 - eps)
+        return -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
 
     return fn
 
 
-def _pointwise(y_true: Any, y_pred: Any, fn, normalize: str) -> tf.Tensor:
-    indices, values, y_pred = observed_entries(y_true, y_pred)
-    entry_loss = fn(values, tf.gather_nd(y_pred, indices))
-    return _per_row(entry_loss, indices, y_pred, normalize, mean=True)
+def _predictions_at(indices: Any, y_pred: Any) -> Any:
+    return y_pred if indices is None else sops.gather_entries(y_pred, indices)
 
 
-def _multinomial(y_true: Any, y_pred: Any, normalize: str) -> tf.Tensor:
-    indices, values, y_pred = observed_entries(y_true, y_pred)
-    log_probs = tf.nn.log_softmax(y_pred, axis=-1)
-    entry_loss = -values * tf.gather_nd(log_probs, indices)
-    return _per_row(entry_loss, indices, y_pred, normalize, mean=False)
+def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -> Any:
+    """Mean of `fn(target, prediction)` over each row's observed entries.
+
+    The building block of every pointwise loss here, for your own: `fn` gets
+    the observed target values and the predictions at the same entries (1-D,
+    or 2-D for a dense target) and returns the loss of each entry. Backend
+    padding and unobserved entries never count.
+
+    Args:
+        fn: Elementwise loss `fn(t, p)` written with `keras.ops`.
+        y_true: Sparse or dense `(rows, items)` target (see `sparse_mse`).
+        y_pred: Dense `(rows, items)` predictions.
+        normalize: `"row"` (mean per row) or `"entries"` (see the loss classes).
+
+    Returns:
+        A `(rows,)` tensor, 0 for rows without observed entries.
+
+    Examples:
+        >>> import keras, scipy.sparse as sp
+        >>> import keras_sparse as ks
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[1.0, 0.0, 3.0]]), dtype="float32")
+        >>> log_cosh = lambda t, p: keras.ops.log(keras.ops.cosh(p - t))
+        >>> loss = ks.losses.masked_row_mean(log_cosh, y_true, [[1.0, 9.0, 3.0]])
+        >>> [round(float(v), 4) for v in loss]
+        [0.0]
+    """
+    _validation.check_choice(normalize, "normalize", NORMALIZE)
+    indices, values, weights, y_pred = observed_entries(y_true, y_pred)
+    entry_loss = fn(values, _predictions_at(indices, y_pred))
+    return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=True)
+
+
+def _pointwise(y_true: Any, y_pred: Any, fn, normalize: str) -> Any:
+    return masked_row_mean(fn, y_true, y_pred, normalize)
+
+
+def _multinomial(y_true: Any, y_pred: Any, normalize: str) -> Any:
+    indices, values, weights, y_pred = observed_entries(y_true, y_pred)
+    log_probs = ops.log_softmax(y_pred, axis=-1)
+    entry_loss = -values * _predictions_at(indices, log_probs)
+    return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=False)
 
 
 @register
-def sparse_mse(y_true: Any, y_pred: Any) -> tf.Tensor:
+def sparse_mse(y_true: Any, y_pred: Any) -> Any:
     """Mean squared error over the observed entries of each row.
 
     Args:
@@ -138,15 +183,15 @@ def sparse_mse(y_true: Any, y_pred: Any) -> tf.Tensor:
     Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
-        >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[0.0, 4.0], [0.0, 0.0]]))
-        >>> ks.losses.sparse_mse(y_true, np.array([[9.0, 2.0], [1.0, 1.0]])).numpy().tolist()
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[0.0, 4.0], [0.0, 0.0]]))
+        >>> np.asarray(ks.losses.sparse_mse(y_true, np.array([[9.0, 2.0], [1.0, 1.0]]))).tolist()
         [4.0, 0.0]
     """
     return _pointwise(y_true, y_pred, _squared, "row")
 
 
 @register
-def sparse_mae(y_true: Any, y_pred: Any) -> tf.Tensor:
+def sparse_mae(y_true: Any, y_pred: Any) -> Any:
     """Mean absolute error over the observed entries of each row.
 
     Args:
@@ -157,17 +202,17 @@ def sparse_mae(y_true: Any, y_pred: Any) -> tf.Tensor:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
     Examples:
-        >>> import scipy.sparse as sp
+        >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
-        >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0, 3.0]]))
-        >>> ks.losses.sparse_mae(y_true, [[0.0, 5.0, 0.0]]).numpy().tolist()
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[1.0, 0.0, 3.0]]))
+        >>> np.asarray(ks.losses.sparse_mae(y_true, [[0.0, 5.0, 0.0]])).tolist()
         [2.0]
     """
     return _pointwise(y_true, y_pred, _absolute, "row")
 
 
 @register
-def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> tf.Tensor:
+def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Any:
     """Huber loss over the observed entries of each row.
 
     Args:
@@ -179,10 +224,10 @@ def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> tf.Tensor:
         A `(rows,)` tensor, 0 for rows without observed entries.
 
     Examples:
-        >>> import scipy.sparse as sp
+        >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
-        >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0, 3.0]]))
-        >>> ks.losses.sparse_huber(y_true, [[1.5, 9.0, 0.0]]).numpy().tolist()
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[1.0, 0.0, 3.0]]))
+        >>> np.asarray(ks.losses.sparse_huber(y_true, [[1.5, 9.0, 0.0]])).tolist()
         [1.3125]
     """
     delta = _validation.check_float(delta, "delta", low=0.0)
@@ -190,7 +235,7 @@ def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> tf.Tensor:
 
 
 @register
-def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> tf.Tensor:
+def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> Any:
     """Binary cross-entropy over the observed entries of each row.
 
     Args:
@@ -206,7 +251,7 @@ def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = Fal
     Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
-        >>> y_true = ks.to_sparse_tensor(sp.csr_matrix(([1.0, 0.0], ([0, 0], [0, 2])), (1, 3)))
+        >>> y_true = ks.to_sparse(sp.csr_matrix(([1.0, 0.0], ([0, 0], [0, 2])), (1, 3)))
         >>> float(ks.losses.sparse_binary_crossentropy(y_true, [[0.5, 0.9, 0.5]])[0])
         0.6931...
     """
@@ -215,7 +260,7 @@ def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = Fal
 
 
 @register
-def sparse_multinomial_nll(y_true: Any, y_pred: Any) -> tf.Tensor:
+def sparse_multinomial_nll(y_true: Any, y_pred: Any) -> Any:
     """Multinomial negative log-likelihood (Mult-VAE) of the observed entries.
 
     `-sum_{j observed} y_true[u, j] * log_softmax(y_pred[u])[j]`: the softmax
@@ -231,7 +276,7 @@ def sparse_multinomial_nll(y_true: Any, y_pred: Any) -> tf.Tensor:
     Examples:
         >>> import numpy as np, scipy.sparse as sp
         >>> import keras_sparse as ks
-        >>> y_true = ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0.0]]))
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[1.0, 0.0]]))
         >>> round(float(ks.losses.sparse_multinomial_nll(y_true, [[0.0, 0.0]])[0]), 4)
         0.6931
     """
@@ -251,11 +296,11 @@ class _MaskedLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.normalize = _validation.check_choice(normalize, "normalize", NORMALIZE)
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> tf.Tensor:
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras's base __call__ converts y_true with ops.convert_to_tensor, which
-        # keeps a SparseTensor but casts it; do only that, then reduce as Keras does.
-        if _tf.is_sparse(y_true) and self.dtype is not None:
-            y_true = tf.cast(y_true, self.dtype)
+        # keeps a sparse tensor but casts it; do only that, then reduce as Keras does.
+        if B.is_sparse(y_true) and self.dtype is not None:
+            y_true = ops.cast(y_true, self.dtype)
         return super().__call__(y_true, y_pred, sample_weight)
 
     def get_config(self) -> dict:
@@ -292,7 +337,7 @@ class SparseMeanSquaredError(_MaskedLoss):
     ) -> None:
         super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
 
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return _pointwise(y_true, y_pred, _squared, self.normalize)
 
 
@@ -320,7 +365,7 @@ class SparseMeanAbsoluteError(_MaskedLoss):
     ) -> None:
         super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
 
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return _pointwise(y_true, y_pred, _absolute, self.normalize)
 
 
@@ -351,7 +396,7 @@ class SparseHuber(_MaskedLoss):
         super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
         self.delta = _validation.check_float(delta, "delta", low=0.0)
 
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return _pointwise(y_true, y_pred, _huber(self.delta), self.normalize)
 
     def get_config(self) -> dict:
@@ -385,7 +430,7 @@ class SparseBinaryCrossentropy(_MaskedLoss):
         super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _validation.check_bool(from_logits, "from_logits")
 
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         fn = _binary_crossentropy(self.from_logits)
         return _pointwise(y_true, y_pred, fn, self.normalize)
 
@@ -421,5 +466,5 @@ class SparseMultinomialNLL(_MaskedLoss):
     ) -> None:
         super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
 
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return _multinomial(y_true, y_pred, self.normalize)

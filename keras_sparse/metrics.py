@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_sparse import _validation, ranking
+from keras_sparse import ops as sops
 from keras_sparse._registry import register
 from keras_sparse.losses import observed_entries
 
@@ -26,6 +27,12 @@ __all__ = [
 ]
 
 
+def _clip_rows(rows: Any, row_weights: Any) -> Any:
+    """Row ids clipped into range (padding slots carry weight 0 anyway)."""
+    last = ops.maximum(ops.shape(row_weights)[0] - 1, 0)
+    return ops.clip(rows, 0, ops.cast(last, rows.dtype))
+
+
 class _TotalCountMetric(keras.metrics.Metric):
     """State of every metric here: a weighted total and a weighted count."""
 
@@ -34,12 +41,12 @@ class _TotalCountMetric(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
-    def _add(self, total: tf.Tensor, count: tf.Tensor) -> None:
-        self.total.assign_add(total)
-        self.count.assign_add(count)
+    def _add(self, total: Any, count: Any) -> None:
+        self.total.assign_add(ops.cast(total, self.dtype))
+        self.count.assign_add(ops.cast(count, self.dtype))
 
-    def result(self) -> tf.Tensor:
-        return tf.math.divide_no_nan(self.total, self.count)
+    def result(self) -> Any:
+        return ops.divide_no_nan(self.total, self.count)
 
     def reset_state(self) -> None:
         self.total.assign(0.0)
@@ -72,11 +79,11 @@ class _RankingMetric(_TotalCountMetric):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate the per-row values of one batch."""
-        scores = tf.cast(y_pred, self.dtype)
+        scores = ops.cast(y_pred, self.dtype)
         ranked = ranking.rank(y_true, scores, self.k, self.relevance_threshold)
         values = ranking.row_values(ranked, self.metric, self.k, **self._options())
         weights = ranking.row_weights(ranked, self.empty_rows, sample_weight)
-        self._add(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
+        self._add(ops.sum(values * weights), ops.sum(weights))
 
     def get_config(self) -> dict:
         return {
@@ -131,7 +138,7 @@ class PrecisionAtK(_DenominatorMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.PrecisionAtK(k=2)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.9, 0.8, 0.1]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.9, 0.8, 0.1]])
         >>> float(m.result())
         0.5
     """
@@ -161,7 +168,7 @@ class RecallAtK(_DenominatorMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.RecallAtK(k=1)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.1, 0.8, 0.2]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[0, 1.0, 1.0]])), [[0.1, 0.8, 0.2]])
         >>> float(m.result())
         0.5
     """
@@ -192,7 +199,7 @@ class NDCGAtK(_RankingMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.NDCGAtK(k=2)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[1.0, 0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[1.0, 0, 0]])), [[0.9, 0.8, 0.1]])
         >>> float(m.result())
         1.0
     """
@@ -236,7 +243,7 @@ class MAPAtK(_RankingMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.MAPAtK(k=2)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
         >>> float(m.result())
         0.5
     """
@@ -264,7 +271,7 @@ class HitRateAtK(_RankingMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.HitRateAtK(k=1)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
         >>> float(m.result())
         0.0
     """
@@ -292,7 +299,7 @@ class MRRAtK(_RankingMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.MRRAtK(k=3)
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[0, 1.0, 0]])), [[0.9, 0.8, 0.1]])
         >>> float(m.result())
         0.5
     """
@@ -315,7 +322,7 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
         >>> m = ks.metrics.SparseRootMeanSquaredError()
-        >>> m.update_state(ks.to_sparse_tensor(sp.csr_matrix([[3.0, 0.0]])), [[1.0, 7.0]])
+        >>> m.update_state(ks.to_sparse(sp.csr_matrix([[3.0, 0.0]])), [[1.0, 7.0]])
         >>> float(m.result())
         2.0
     """
@@ -325,16 +332,21 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
-        indices, values, y_pred = observed_entries(y_true, tf.cast(y_pred, self.dtype))
-        squared = tf.square(tf.gather_nd(y_pred, indices) - values)
-        weights = tf.ones_like(squared)
-        if sample_weight is not None:
-            row_w = tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
-            weights = tf.gather(row_w, indices[:, 0])
-        self._add(tf.reduce_sum(squared * weights), tf.reduce_sum(weights))
+        indices, values, weights, y_pred = observed_entries(y_true, ops.cast(y_pred, self.dtype))
+        if indices is None:  # dense target
+            squared = ops.square(y_pred - values)
+            if sample_weight is not None:
+                row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1, 1])
+                weights = weights * row_w
+        else:
+            squared = ops.square(sops.gather_entries(y_pred, indices) - values)
+            if sample_weight is not None:
+                row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1])
+                weights = weights * ops.take(row_w, _clip_rows(indices[:, 0], row_w))
+        self._add(ops.sum(squared * weights), ops.sum(weights))
 
-    def result(self) -> tf.Tensor:
-        return tf.sqrt(super().result())
+    def result(self) -> Any:
+        return ops.sqrt(super().result())
 
     def get_config(self) -> dict:
         return {"name": self.name, "dtype": self.dtype}

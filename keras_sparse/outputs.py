@@ -2,7 +2,7 @@
 
 Scoring every user against every item does not fit in memory at scale; these
 functions run a model batch by batch, mask excluded items, take the top k in
-TensorFlow and keep only k numbers per row.
+a compiled step of the active backend and keep only k numbers per row.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from typing import Any
 import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
+from keras import ops
 
-from keras_sparse import _tf, _validation, ranking
+from keras_sparse import _validation, ranking
+from keras_sparse import backend as B
+from keras_sparse import ops as sops
 from keras_sparse.convert import (
+    _is_any_backend_sparse,
     canonical_csr,
-    csr_rows_to_sparse_tensor,
+    csr_rows_to_sparse,
     csr_to_parts,
     to_scipy,
 )
@@ -33,7 +36,7 @@ VALUES = ("scores", "ranks")
 def _as_exclude_csr(exclude: Any, shape: tuple[int, int]) -> Any:
     if exclude is None:
         return None
-    if _tf.is_sparse(exclude):
+    if _is_any_backend_sparse(exclude):
         exclude = to_scipy(exclude)
     if not sp.issparse(exclude):
         exclude = sp.csr_matrix(np.asarray(exclude))
@@ -46,15 +49,20 @@ def _as_exclude_csr(exclude: Any, shape: tuple[int, int]) -> Any:
     return csr
 
 
-def _rows_sparse(csr: Any, start: int, stop: int) -> tf.SparseTensor | None:
+def _rows_sparse(csr: Any, start: int, stop: int) -> Any:
     if csr is None:
         return None
-    return csr_rows_to_sparse_tensor(csr, slice(start, stop), np.float32)
+    return csr_rows_to_sparse(csr, slice(start, stop), np.float32)
 
 
-@tf.function(reduce_retracing=True)
-def _masked_top_k(scores: tf.Tensor, exclude: Any, k: int) -> tuple[tf.Tensor, ...]:
-    return ranking.top_k(ranking.mask_scores(scores, exclude), k)
+_MASKED_TOP_K: dict[int, Callable] = {}
+
+
+def _masked_top_k(scores: Any, exclude: Any, k: int) -> tuple[Any, ...]:
+    """Top k of masked scores, one compiled function per k."""
+    if k not in _MASKED_TOP_K:
+        _MASKED_TOP_K[k] = B.compile_fn(lambda s, e: sops.top_k(sops.mask_scores(s, e), k))
+    return _MASKED_TOP_K[k](scores, exclude)
 
 
 # Above this many excluded items in one row, masking the scores beats a wider top-k.
@@ -75,38 +83,70 @@ _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cached_step(model: Callable, key: tuple, build: Callable) -> Callable:
-    """One traced `tf.function` per (model, key), kept as long as the model lives."""
+    """One compiled step per (model, key), dropped when the model is.
+
+    The step holds only a weak reference to the model, so the cache never
+    keeps a model alive.
+    """
     try:
         steps = _STEPS.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: trace for this call only
+    except TypeError:  # not weak-referenceable: compile for this call only
         steps = {}
     if key not in steps:
         steps[key] = build()
     return steps[key]
 
 
-def _call(model: Callable, batch_x: Any) -> tf.Tensor:
-    out = model(batch_x, training=False) if isinstance(model, keras.Model) else model(batch_x)
+def _model_state(model: Callable) -> Any:
+    """Current variable values of a Keras model (passed to the step), or None."""
+    if not isinstance(model, keras.Layer):
+        return None
+    return (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+    )
+
+
+def _scorer(model: Callable) -> Callable:
+    """`score(state, batch_x)`: the model's dense scores, reading weights from `state`.
+
+    A Keras model is called statelessly so that a compiled step reads the
+    weights it is given, never copies baked in when it was compiled.
+    """
+    if not isinstance(model, keras.Layer):
+        return lambda state, batch_x: _check_scores(model(batch_x))
+    ref = weakref.ref(model)
+    kwargs = {"training": False} if getattr(model, "_call_has_training_arg", False) else {}
+
+    def score(state: Any, batch_x: Any) -> Any:
+        out, _ = ref().stateless_call(state[0], state[1], batch_x, **kwargs)
+        return _check_scores(out)
+
+    return score
+
+
+def _check_scores(out: Any) -> Any:
     if isinstance(out, (list, tuple, dict)):
         raise ValueError(
             "The model must return one dense (rows, items) score tensor; got "
             f"{type(out).__name__}. For a model ending in TopK, call it yourself and pass "
             "its (scores, indices) output to TopKToCSR."
         )
-    return tf.convert_to_tensor(out)
+    return ops.convert_to_tensor(out)
 
 
 def _predict_step(model: Callable, k: int, extra: int | None) -> Callable:
     def build() -> Callable:
-        @tf.function(reduce_retracing=True)
-        def step(batch_x: Any, exclude: Any) -> tuple[tf.Tensor, ...]:
-            scores = _call(model, batch_x)
-            n = tf.shape(scores)[1]
-            if exclude is not None and extra is not None:
-                return (*ranking.top_k_excluding(scores, exclude, k, extra), n)
-            return (*ranking.top_k(ranking.mask_scores(scores, exclude), k), n)
+        score = _scorer(model)
 
-        return step
+        def step(state: Any, batch_x: Any, exclude: Any) -> tuple[Any, ...]:
+            scores = score(state, batch_x)
+            n = ops.convert_to_tensor(ops.shape(scores)[1])
+            if exclude is not None and extra is not None:
+                return (*sops.top_k_excluding(scores, exclude, k, extra), n)
+            return (*sops.top_k(sops.mask_scores(scores, exclude), k), n)
+
+        return B.compile_fn(step)
 
     return _cached_step(model, ("predict", k, extra), build)
 
@@ -195,22 +235,22 @@ class TopKToCSR:
         builder = _CSRBuilder(self.k, self.values, self.min_score)
         if isinstance(scores, (tuple, list)):
             return self._from_pair(scores, exclude, num_items, builder)
-        scores = scores.numpy() if tf.is_tensor(scores) else np.asarray(scores)
+        scores = np.asarray(scores)
         _validation.check_ndim(scores.shape, "scores", 2)
         _validation.check_dtype(scores.dtype, "scores")
         excl = _as_exclude_csr(exclude, scores.shape)
         for start in range(0, scores.shape[0], batch_size):
             stop = min(start + batch_size, scores.shape[0])
             vals, idx, valid = _masked_top_k(
-                tf.constant(scores[start:stop]), _rows_sparse(excl, start, stop), self.k
+                ops.convert_to_tensor(scores[start:stop]), _rows_sparse(excl, start, stop), self.k
             )
-            builder.add(vals.numpy(), idx.numpy(), valid.numpy())
+            builder.add(np.asarray(vals), np.asarray(idx), np.asarray(valid))
         return builder.build(scores.shape)
 
     def _from_pair(self, pair: Sequence, exclude: Any, num_items: int | None, builder) -> Any:
         if len(pair) != 2:
             raise ValueError("`scores` as a pair must be (top_scores, top_indices).")
-        top_values, top_indices = (np.asarray(p.numpy() if tf.is_tensor(p) else p) for p in pair)
+        top_values, top_indices = (np.asarray(p) for p in pair)
         if top_values.shape != top_indices.shape or top_values.ndim != 2:
             raise ValueError(
                 "`scores` pair must hold two 2-D arrays of the same shape, got "
@@ -261,7 +301,7 @@ def threshold_to_csr(scores: Any, threshold: float) -> sp.csr_matrix:
         [[0.0, 0.699999988079071], [0.8999999761581421, 0.0]]
     """
     threshold = _validation.check_float(threshold, "threshold")
-    scores = scores.numpy() if tf.is_tensor(scores) else np.asarray(scores)
+    scores = np.asarray(scores)
     _validation.check_ndim(scores.shape, "scores", 2)
     _validation.check_dtype(scores.dtype, "scores")
     blocks = []
@@ -289,6 +329,11 @@ def _batches(x: Any, batch_size: int | None) -> tuple[SparseDataset, int]:
     return ds, ds.num_samples
 
 
+def _inputs_of(batch: tuple) -> Any:
+    """The model inputs of a `SparseDataset` batch (targets, if any, are ignored)."""
+    return batch[0]
+
+
 def _progbar(total: int, verbose: Any) -> keras.utils.Progbar | None:
     verbose = 1 if verbose == "auto" else verbose
     if verbose not in (0, 1, 2, True, False):
@@ -309,7 +354,7 @@ def predict_topk(
     """Run `model` batch by batch and return each row's top-k items as a CSR.
 
     Never holds more than one batch of dense scores: each batch is scored,
-    masked with `exclude`, reduced to its top k in TensorFlow and appended to
+    masked with `exclude`, reduced to its top k in a compiled step and appended to
     the result, so memory is O(batch x items + rows x k).
 
     Args:
@@ -345,17 +390,18 @@ def predict_topk(
     bar = _progbar(len(ds), verbose)
     excl = None if exclude is None else _as_exclude_csr(exclude, (rows, None))
     num_items = None
+    state = _model_state(model)
     for i in range(len(ds)):
-        (batch_x,) = ds[i]
+        batch_x = _inputs_of(ds[i])
         start = i * ds.batch_size
         stop = min(start + ds.batch_size, rows)
         step = _predict_step(model, k, _extra_for(excl, start, stop))
-        vals, idx, valid, n = step(batch_x, _rows_sparse(excl, start, stop))
+        vals, idx, valid, n = step(state, batch_x, _rows_sparse(excl, start, stop))
         if num_items is None:
             num_items = int(n)
             if excl is not None:
                 _as_exclude_csr(excl, (rows, num_items))
-        builder.add(vals.numpy(), idx.numpy(), valid.numpy())
+        builder.add(np.asarray(vals), np.asarray(idx), np.asarray(valid))
         if bar is not None:
             bar.update(i + 1)
     return builder.build((rows, num_items))
@@ -366,10 +412,10 @@ def _evaluate_step(
 ) -> Callable:
     def build() -> Callable:
         opts = dict(options)
+        score = _scorer(model)
 
-        @tf.function(reduce_retracing=True)
-        def step(batch_x: Any, y_true: Any, exclude: Any) -> tuple[tf.Tensor, tf.Tensor]:
-            scores = _call(model, batch_x)
+        def step(state: Any, batch_x: Any, y_true: Any, exclude: Any) -> tuple[Any, Any]:
+            scores = score(state, batch_x)
             ranked = ranking.rank(
                 y_true, scores, max(ks), opts["relevance_threshold"], exclude, extra
             )
@@ -380,10 +426,11 @@ def _evaluate_step(
                     values = ranking.row_values(
                         ranked, metric, k, denominator=opts["denominator"], gains=opts["gains"]
                     )
-                    sums.append(tf.reduce_sum(values * weights))
-            return tf.stack(sums + [tf.reduce_sum(weights)]), tf.shape(scores)[1]
+                    sums.append(ops.sum(values * weights))
+            n = ops.convert_to_tensor(ops.shape(scores)[1])
+            return ops.stack(sums + [ops.sum(weights)]), n
 
-        return step
+        return B.compile_fn(step)
 
     return _cached_step(model, ("evaluate", ks, metrics, options, extra), build)
 
@@ -461,17 +508,20 @@ def evaluate_topk(
     excl = _as_exclude_csr(exclude, y_csr.shape)
     bar = _progbar(len(ds), verbose)
     totals = None
+    state = _model_state(model)
     for i in range(len(ds)):
-        (batch_x,) = ds[i]
+        batch_x = _inputs_of(ds[i])
         start = i * ds.batch_size
         stop = min(start + ds.batch_size, rows)
         step = _evaluate_step(model, ks_, metrics, options, _extra_for(excl, start, stop))
-        sums, n = step(batch_x, _rows_sparse(y_csr, start, stop), _rows_sparse(excl, start, stop))
+        sums, n = step(
+            state, batch_x, _rows_sparse(y_csr, start, stop), _rows_sparse(excl, start, stop)
+        )
         if int(n) != y_csr.shape[1]:
             raise ValueError(
                 f"The model scores {int(n)} items but `y_true` has {y_csr.shape[1]} columns."
             )
-        sums = sums.numpy().astype(np.float64)
+        sums = np.asarray(sums).astype(np.float64)
         totals = sums if totals is None else totals + sums
         if bar is not None:
             bar.update(i + 1)

@@ -83,3 +83,37 @@ def assert_config_round_trips(obj):
     clone = type(obj).from_config(obj.get_config())
     assert clone.get_config() == obj.get_config()
     return clone
+
+
+def host_coo(x):
+    """(indices, values, shape) of a backend sparse tensor on the host, padding removed."""
+    from keras_sparse.convert import _backend_coo
+
+    return _backend_coo(x)
+
+
+def dense_of(x):
+    """Dense NumPy array of a backend sparse tensor (test oracle only) or a dense tensor."""
+    from keras_sparse import backend as B
+
+    if B.is_sparse(x):
+        indices, values, shape = host_coo(x)
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, tuple(indices.T), values)
+        return out
+    return np.asarray(x)
+
+
+def gradient(fn, value):
+    """Gradient of `sum(fn(v))` with respect to `v` at `value`, as NumPy, on either backend."""
+    value = np.asarray(value, dtype=np.float32)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: jax.numpy.sum(fn(v)))(jax.numpy.asarray(value)))
+    import tensorflow as tf
+
+    v = tf.Variable(value)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fn(v))
+    return np.asarray(tf.convert_to_tensor(tape.gradient(loss, v)))

@@ -20,6 +20,8 @@ import tensorflow as tf
 
 import keras_sparse as ks
 
+pytestmark = pytest.mark.tensorflow_only
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 

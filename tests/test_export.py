@@ -8,6 +8,8 @@ import tensorflow as tf
 
 import keras_sparse as ks
 
+pytestmark = pytest.mark.tensorflow_only
+
 
 @pytest.fixture
 def two_input_model():

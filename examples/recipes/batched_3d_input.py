@@ -1,14 +1,14 @@
 """Recipe: a batch of sparse matrices (one per sample) as a 3-D sparse input.
 
 `stack` turns a list of 2-D SciPy matrices into one (batch, rows, cols)
-tf.SparseTensor; `SparseMatMul()` with two inputs multiplies each sample's
-sparse matrix by that sample's dense features.
+backend sparse tensor (`tf.SparseTensor`, or `BCOO` on JAX); `SparseMatMul()`
+with two inputs multiplies each sample's sparse matrix by that sample's dense
+features.
 """
 
 import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
 
 import keras_sparse as ks
 
@@ -20,7 +20,7 @@ matrix_in = keras.Input((5, 5), sparse=True)
 features_in = keras.Input((5, 2))
 model = keras.Model([matrix_in, features_in], ks.layers.SparseMatMul()([matrix_in, features_in]))
 
-out = model([batch, tf.constant(features)]).numpy()
+out = keras.ops.convert_to_numpy(model([batch, keras.ops.convert_to_tensor(features)]))
 expected = np.stack([g.toarray() @ f for g, f in zip(graphs, features)])
 assert np.allclose(out, expected, atol=1e-5)
 print("batched sparse @ dense:", out.shape)

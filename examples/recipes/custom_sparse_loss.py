@@ -1,26 +1,24 @@
 """Recipe: a custom loss on a sparse target inside `fit`.
 
-A Keras loss gets `y_true` as a tf.SparseTensor when the target is sparse.
-`keras_sparse.losses.observed_entries` gives the observed entries and the
-matching predictions, so the loss never densifies the target.
+A Keras loss gets `y_true` as the backend's sparse tensor when the target is
+sparse (`tf.SparseTensor`, or a padded `BCOO` on JAX).
+`keras_sparse.losses.masked_row_mean` applies an elementwise loss to the
+observed entries only, so the loss never densifies the target and works on
+every backend.
 """
 
 import keras
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
 
 import keras_sparse as ks
 
 
 def log_cosh_observed(y_true, y_pred):
     """Mean log-cosh error over each row's observed entries (0 for an empty row)."""
-    indices, values, y_pred = ks.losses.observed_entries(y_true, y_pred)
-    errors = tf.math.log(tf.cosh(tf.gather_nd(y_pred, indices) - values))
-    rows = tf.shape(y_pred, out_type=tf.int64)[0]
-    totals = tf.math.unsorted_segment_sum(errors, indices[:, 0], rows)
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(errors), indices[:, 0], rows)
-    return tf.math.divide_no_nan(totals, counts)
+    return ks.losses.masked_row_mean(
+        lambda t, p: keras.ops.log(keras.ops.cosh(p - t)), y_true, y_pred
+    )
 
 
 ratings = sp.random(64, 30, density=0.1, format="csr", random_state=0, dtype=np.float32)

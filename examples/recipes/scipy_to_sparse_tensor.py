@@ -1,8 +1,10 @@
-"""Recipe: a SciPy sparse matrix into a tf.SparseTensor and back, in any format.
+"""Recipe: a SciPy sparse matrix into the backend's sparse tensor and back, in any format.
 
 The hand-written version (`coo = x.tocoo(); tf.SparseTensor(np.c_[coo.row, coo.col], ...)`)
 breaks on unsorted or duplicate COO entries (TensorFlow wants row-major order)
-and silently changes the dtype. `to_sparse_tensor` handles every SciPy format.
+and silently changes the dtype. `to_sparse` handles every SciPy format and returns
+a `tf.SparseTensor` on TensorFlow or a `BCOO` on JAX (`to_sparse_tensor` is the
+TensorFlow-only spelling).
 """
 
 import numpy as np
@@ -15,8 +17,8 @@ x = sp.coo_matrix(
     (np.array([5.0, 1.0, 2.0, 3.0]), (np.array([1, 0, 1, 1]), np.array([2, 0, 2, 0]))),
     shape=(2, 3),
 )
-st = ks.to_sparse_tensor(x, dtype="float32")  # canonical: ordered, duplicates summed
-print(st.indices.numpy().tolist(), st.values.numpy().tolist())
+st = ks.to_sparse(x, dtype="float32")  # canonical: ordered, duplicates summed
+print(type(st).__name__, tuple(st.shape))
 
 back = ks.to_scipy(st)  # a CSR matrix again
 assert (back != x.tocsr()).nnz == 0

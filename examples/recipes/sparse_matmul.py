@@ -1,6 +1,6 @@
 """Recipe: multiply a fixed sparse matrix by dense activations inside a model.
 
-Instead of a Lambda around `tf.sparse.sparse_dense_matmul` (which `model.save`
+Instead of a Lambda around a backend's sparse matmul (which `model.save`
 cannot serialise), `SparseMatMul` stores the sparse matrix in the model.
 """
 

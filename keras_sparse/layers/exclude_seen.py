@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from keras_sparse import ranking
+from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 
@@ -41,9 +40,8 @@ class ExcludeSeen(keras.layers.Layer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.supports_jit = False
 
-    def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(
                 f"ExcludeSeen must be called on [scores, seen], got {type(inputs).__name__}."
@@ -51,7 +49,7 @@ class ExcludeSeen(keras.layers.Layer):
         scores, seen = inputs
         if training:
             return scores
-        return ranking.mask_scores(scores, seen)
+        return sops.mask_scores(scores, seen)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return tuple(input_shape[0])

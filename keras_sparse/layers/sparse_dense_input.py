@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
+from keras_sparse import backend as B
+from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 COMBINERS = ("sum", "mean", "sqrtn")
@@ -18,10 +20,12 @@ class SparseDenseInput(keras.layers.Layer):
     """Dense projection of sparse features: `combine(x) @ kernel + bias`.
 
     For a sparse input the kernel is read by gathering only the rows of the
-    features present in the batch, and its gradient is a `tf.IndexedSlices`
-    over those rows, so the cost of a step grows with the number of stored
-    entries, not with the number of features. Pair it with
-    `keras_sparse.optimizers.LazyAdam` (or SGD) to keep the update sparse too.
+    features present in the batch, so the cost of a step grows with the number
+    of stored entries, not with the number of features. Pair it with
+    `keras_sparse.optimizers.LazyAdam` to keep the update sparse too: on
+    TensorFlow the kernel's gradient is a `tf.IndexedSlices` over the touched
+    rows; on JAX the training step takes the gradient with respect to the
+    gathered rows and updates only those (see the Backends guide).
 
     The stored values are feature weights. With `combiner="sum"` row `u` gives
     `sum_j x[u, j] * kernel[j]`; `"mean"` divides that by `sum_j x[u, j]` and
@@ -44,7 +48,7 @@ class SparseDenseInput(keras.layers.Layer):
         **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Input shape:
-        2-D `(batch, features)`, sparse (`tf.SparseTensor`) or dense.
+        2-D `(batch, features)`, sparse (`tf.SparseTensor` / JAX `BCOO`) or dense.
 
     Output shape:
         `(batch, units)`.
@@ -85,7 +89,7 @@ class SparseDenseInput(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.supports_masking = False
-        self.supports_jit = False  # sparse gathers/segment sums: keep XLA off
+        self.supports_jit = B.SUPPORTS_JIT
 
     def build(self, input_shape: tuple) -> None:
         _validation.check_ndim(tuple(input_shape), "input shape of SparseDenseInput", 2)
@@ -113,36 +117,37 @@ class SparseDenseInput(keras.layers.Layer):
                 constraint=self.bias_constraint,
             )
 
-    def _combine_sparse(self, inputs: tf.SparseTensor) -> tf.Tensor:
-        rows, cols = inputs.indices[:, 0], inputs.indices[:, 1]
-        weights = tf.cast(inputs.values, self.compute_dtype)
-        picked = tf.cast(_tf.gather_rows(self.kernel, cols), self.compute_dtype)
-        batch = _tf.num_rows(inputs)
-        out = _tf.row_sum(picked * weights[:, None], rows, batch)
+    def _combine_sparse(self, inputs: Any) -> Any:
+        indices, values, _, _ = B.coo(inputs, canonical=False)
+        rows, cols = indices[:, 0], indices[:, 1]
+        weights = ops.cast(values, self.compute_dtype)  # 0 at padding slots
+        picked = ops.cast(B.gather_rows(self.kernel, cols), self.compute_dtype)
+        batch = B.sparse_num_rows(inputs)
+        out = sops.row_sum(picked * weights[:, None], rows, batch)
         if self.combiner == "mean":
-            out = tf.math.divide_no_nan(out, _tf.row_sum(weights, rows, batch)[:, None])
+            out = ops.divide_no_nan(out, sops.row_sum(weights, rows, batch)[:, None])
         elif self.combiner == "sqrtn":
-            norm = tf.sqrt(_tf.row_sum(tf.square(weights), rows, batch))
-            out = tf.math.divide_no_nan(out, norm[:, None])
+            norm = ops.sqrt(sops.row_sum(ops.square(weights), rows, batch))
+            out = ops.divide_no_nan(out, norm[:, None])
         return out
 
-    def _combine_dense(self, inputs: tf.Tensor) -> tf.Tensor:
-        inputs = tf.cast(inputs, self.compute_dtype)
-        out = tf.matmul(inputs, tf.cast(self.kernel, self.compute_dtype))
+    def _combine_dense(self, inputs: Any) -> Any:
+        inputs = ops.cast(inputs, self.compute_dtype)
+        out = ops.matmul(inputs, ops.cast(self.kernel, self.compute_dtype))
         if self.combiner == "mean":
-            out = tf.math.divide_no_nan(out, tf.reduce_sum(inputs, axis=1, keepdims=True))
+            out = ops.divide_no_nan(out, ops.sum(inputs, axis=1, keepdims=True))
         elif self.combiner == "sqrtn":
-            norm = tf.sqrt(tf.reduce_sum(tf.square(inputs), axis=1, keepdims=True))
-            out = tf.math.divide_no_nan(out, norm)
+            norm = ops.sqrt(ops.sum(ops.square(inputs), axis=1, keepdims=True))
+            out = ops.divide_no_nan(out, norm)
         return out
 
-    def call(self, inputs: tf.SparseTensor | tf.Tensor) -> tf.Tensor:
-        if _tf.is_sparse(inputs):
+    def call(self, inputs: Any) -> Any:
+        if B.is_sparse(inputs):
             out = self._combine_sparse(inputs)
         else:
             out = self._combine_dense(inputs)
         if self.bias is not None:
-            out = out + tf.cast(self.bias, self.compute_dtype)
+            out = out + ops.cast(self.bias, self.compute_dtype)
         if self.activation is not None:
             out = self.activation(out)
         return out

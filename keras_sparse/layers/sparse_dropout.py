@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
+from keras_sparse import backend as B
 from keras_sparse._registry import register
 
 
@@ -41,14 +41,14 @@ class SparseDropout(keras.layers.Layer):
         self.rate = _validation.check_float(rate, "rate", low=0.0, high=1.0, high_open=True)
         self.seed = _validation.check_int(seed, "seed", minimum=0, allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_jit = False
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training or self.rate == 0.0:
             return inputs
-        if _tf.is_sparse(inputs):
-            values = keras.random.dropout(inputs.values, self.rate, seed=self.seed_generator)
-            return tf.SparseTensor(inputs.indices, values, inputs.dense_shape)
+        if B.is_sparse(inputs):
+            _, values, _, _ = B.coo(inputs, canonical=False)
+            values = keras.random.dropout(values, self.rate, seed=self.seed_generator)
+            return B.with_values(inputs, values)
         return keras.random.dropout(inputs, self.rate, seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

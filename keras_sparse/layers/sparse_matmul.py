@@ -6,11 +6,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_sparse import _tf, _validation
+from keras_sparse import _validation
+from keras_sparse import backend as B
 from keras_sparse._registry import register
-from keras_sparse.convert import to_sparse_tensor
+from keras_sparse.convert import coo_parts
 
 
 @register
@@ -20,7 +21,7 @@ class SparseMatMul(keras.layers.Layer):
     Two ways to use it:
 
     - `SparseMatMul(matrix)`: `matrix` is a fixed 2-D SciPy sparse matrix (any
-      format), `tf.SparseTensor` or NumPy array of shape `(n, m)`, e.g. a
+      format), backend sparse tensor or NumPy array of shape `(n, m)`, e.g. a
       normalised graph adjacency. `layer(h)` returns `matrix @ h` for a dense
       `h` of shape `(m, d)`, or applies it to every item of a `(batch, m, d)`
       input. The matrix is stored as non-trainable weights (indices and
@@ -45,7 +46,7 @@ class SparseMatMul(keras.layers.Layer):
         >>> import numpy as np, scipy.sparse as sp
         >>> from keras_sparse.layers import SparseMatMul
         >>> adjacency = sp.eye(4, format="csr") * 2
-        >>> SparseMatMul(adjacency)(np.ones((4, 3), "float32")).numpy()[0].tolist()
+        >>> np.asarray(SparseMatMul(adjacency)(np.ones((4, 3), "float32")))[0].tolist()
         [2.0, 2.0, 2.0]
 
     """
@@ -61,7 +62,7 @@ class SparseMatMul(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.transpose_a = _validation.check_bool(transpose_a, "transpose_a")
-        self.supports_jit = False
+        self.supports_jit = B.SUPPORTS_JIT
         self._initial = None
         if matrix is not None:
             if isinstance(matrix, (list, tuple)):
@@ -69,11 +70,11 @@ class SparseMatMul(keras.layers.Layer):
                     "`matrix` must be one sparse matrix; to multiply two operands, "
                     "create SparseMatMul() and call it on [sparse, dense]."
                 )
-            st = to_sparse_tensor(matrix, dtype="float32")
-            _validation.check_ndim(tuple(st.shape), "matrix", 2)
-            self._initial = (st.indices.numpy(), st.values.numpy())
-            matrix_shape = tuple(int(d) for d in st.dense_shape.numpy())
-            matrix_nnz = int(st.indices.shape[0])
+            indices, values, shape = coo_parts(matrix, "matrix", dtype="float32")
+            _validation.check_ndim(shape, "matrix", 2)
+            self._initial = (indices, values)
+            matrix_shape = shape
+            matrix_nnz = int(indices.shape[0])
         elif matrix_shape is not None or matrix_nnz is not None:
             if matrix_shape is None or matrix_nnz is None:
                 raise ValueError("`matrix_shape` and `matrix_nnz` must be given together.")
@@ -102,7 +103,7 @@ class SparseMatMul(keras.layers.Layer):
         self.matrix_indices = self.add_weight(
             name="matrix_indices",
             shape=(nnz, 2),
-            dtype="int64",
+            dtype=B.INDEX_DTYPE,
             trainable=False,
             initializer=init(initial[0]) if initial else "zeros",
         )
@@ -114,17 +115,17 @@ class SparseMatMul(keras.layers.Layer):
         )
         self._initial = None
 
-    def _matrix(self, dtype: tf.DType) -> tf.SparseTensor:
-        return tf.SparseTensor(
-            tf.convert_to_tensor(self.matrix_indices),
-            tf.cast(self.matrix_values, dtype),
+    def _matrix(self, dtype: Any) -> Any:
+        return B.make_sparse(
+            ops.convert_to_tensor(self.matrix_indices),
+            ops.cast(self.matrix_values, dtype),
             np.asarray(self.matrix_shape, dtype=np.int64),
         )
 
-    def call(self, inputs: Any) -> tf.Tensor:
+    def call(self, inputs: Any) -> Any:
         if self.fixed:
-            dense = tf.cast(inputs, self.compute_dtype)
-            return _tf.sparse_dense_matmul(self._matrix(dense.dtype), dense, self.transpose_a)
+            dense = ops.cast(inputs, self.compute_dtype)
+            return B.sparse_dense_matmul(self._matrix(dense.dtype), dense, self.transpose_a)
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(
                 "SparseMatMul() without a matrix must be called on [sparse, dense]; got "
@@ -132,10 +133,13 @@ class SparseMatMul(keras.layers.Layer):
                 "to multiply by it."
             )
         a, b = inputs
-        b = tf.cast(b, self.compute_dtype)
-        if not _tf.is_sparse(a):
-            return tf.matmul(tf.cast(a, b.dtype), b, transpose_a=self.transpose_a)
-        return _tf.sparse_dense_matmul(tf.cast(a, b.dtype), b, self.transpose_a)
+        b = ops.cast(b, self.compute_dtype)
+        if not B.is_sparse(a):
+            a = ops.cast(a, b.dtype)
+            if self.transpose_a:
+                a = ops.swapaxes(a, -1, -2)
+            return ops.matmul(a, b)
+        return B.sparse_dense_matmul(ops.cast(a, b.dtype), b, self.transpose_a)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         if self.fixed:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from keras_sparse import _validation, ranking
+from keras_sparse import _validation
+from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 
@@ -39,8 +39,8 @@ class TopK(keras.layers.Layer):
         super().__init__(**kwargs)
         self.k = _validation.check_int(k, "k")
 
-    def call(self, scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        values, indices, _ = ranking.top_k(scores, self.k)
+    def call(self, scores: Any) -> tuple[Any, Any]:
+        values, indices, _ = sops.top_k(scores, self.k)
         return values, indices
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

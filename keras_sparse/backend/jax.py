@@ -1,0 +1,296 @@
+"""JAX backend of keras_sparse: padded `jax.experimental.sparse.BCOO` batches.
+
+Under `jit` every shape is static, and a step function is compiled once per
+set of input shapes. A sparse batch whose number of stored entries changes
+from batch to batch would therefore compile a new step for every batch. Here
+a sparse tensor built from host data holds a number of entries rounded up to
+a power of two (a *bucket*), so an epoch compiles a handful of steps.
+
+Padding is never data. A padding slot sits at an out-of-range index (the row
+and column equal to the shape, JAX's own convention) with value 0: gathers read
+0 there (`mode="fill"`), scatters and segment sums drop it, and `coo` returns a
+validity mask that excludes it. A stored explicit zero is in range, so it is
+observed.
+
+`BCOO` is only the container (JAX documents `jax.experimental.sparse` as not
+meant for performance-critical code): the math reads `indices` and `data`
+with gathers and `segment_sum` over a fixed number of segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse as jsparse
+
+__all__ = [
+    "INDEX_DTYPE",
+    "MIN_BUCKET",
+    "NAME",
+    "SUPPORTS_JIT",
+    "bucket_size",
+    "coo",
+    "compile_fn",
+    "gather_entries",
+    "gather_rows",
+    "is_dense_tensor",
+    "is_sparse",
+    "is_sparse_gradient",
+    "lazy_adam_update",
+    "make_sparse",
+    "replace_nan",
+    "replica_sum",
+    "scatter_set",
+    "sparse_dense_matmul",
+    "sparse_from_coo",
+    "sparse_num_rows",
+    "sparse_shape",
+    "sparse_to_coo",
+    "stable_argsort",
+    "top_k",
+    "with_values",
+]
+
+NAME = "jax"
+INDEX_DTYPE = "int32"
+# Every JAX step is compiled: layers must not turn jit off.
+SUPPORTS_JIT = True
+MIN_BUCKET = 16
+
+
+def bucket_size(nnz: int) -> int:
+    """Padded entry count of a batch with `nnz` stored entries: a power of two >= 16."""
+    return max(MIN_BUCKET, 1 << max(0, int(nnz) - 1).bit_length())
+
+
+def is_sparse(x: Any) -> bool:
+    """Return True for a `jax.experimental.sparse.BCOO`."""
+    return isinstance(x, jsparse.BCOO)
+
+
+def is_dense_tensor(x: Any) -> bool:
+    """Return True for a dense JAX array (concrete or traced)."""
+    return isinstance(x, jax.Array)
+
+
+def sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """Build a padded `BCOO` from canonical host arrays.
+
+    The entry count is rounded up to `bucket_size(nnz)`; padding slots sit at
+    the out-of-range index `shape` with value 0.
+    """
+    nnz = indices.shape[0]
+    size = bucket_size(nnz)
+    rank = len(shape)
+    idx = np.empty((size, rank), dtype=np.int32)
+    idx[:nnz] = indices
+    idx[nnz:] = np.asarray(shape, dtype=np.int32)
+    data = np.zeros(size, dtype=values.dtype)
+    data[:nnz] = values
+    return jsparse.BCOO(
+        (jnp.asarray(data), jnp.asarray(idx)),
+        shape=tuple(int(d) for d in shape),
+        indices_sorted=True,
+        unique_indices=True,
+    )
+
+
+def _layout(x: Any) -> Any:
+    if x.n_batch or x.n_dense:
+        return jsparse.bcoo_update_layout(x, n_batch=0, n_dense=0)
+    return x
+
+
+def sparse_to_coo(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Host `(indices, values, shape)` of a `BCOO`, padding slots removed."""
+    x = _layout(x)
+    indices = np.asarray(x.indices).astype(np.int64)
+    values = np.asarray(x.data)
+    shape = tuple(int(d) for d in x.shape)
+    keep = np.all((indices >= 0) & (indices < np.asarray(shape)), axis=1)
+    return indices[keep], values[keep], shape
+
+
+def sparse_num_rows(x: Any) -> int:
+    """Number of rows of a `BCOO` (static)."""
+    return int(x.shape[0])
+
+
+def sparse_shape(x: Any) -> tuple[int, ...]:
+    """Static shape of a `BCOO`."""
+    return tuple(x.shape)
+
+
+def _canonicalize(indices: Any, values: Any, valid: Any, shape: tuple) -> tuple:
+    """Row-major order with duplicates summed, at a fixed size (jit-safe).
+
+    Invalid slots go last; summed-away duplicates become padding.
+    """
+    size = indices.shape[0]
+    if size == 0:
+        return indices, values, valid
+    limit = jnp.asarray(shape, dtype=indices.dtype)
+    indices = jnp.where(valid[:, None], indices, limit[None, :])
+    order = jnp.lexsort(tuple(indices[:, d] for d in reversed(range(indices.shape[1]))))
+    indices, values, valid = indices[order], values[order], valid[order]
+    new = jnp.concatenate(
+        [jnp.ones((1,), bool), jnp.any(indices[1:] != indices[:-1], axis=1)]
+    )
+    segment = jnp.cumsum(new) - 1
+    values = jax.ops.segment_sum(values, segment, size)
+    first = jnp.full((size, indices.shape[1]), limit, indices.dtype)
+    first = first.at[segment].set(indices)
+    keep = jax.ops.segment_max(valid, segment, size) & (jnp.arange(size) <= segment[-1])
+    first = jnp.where(keep[:, None], first, limit[None, :])
+    return first, jnp.where(keep, values, 0), keep
+
+
+def coo(x: Any, canonical: bool = True) -> tuple[Any, Any, Any, tuple[int, ...]]:
+    """Canonical `(indices, values, valid, shape)` of a `BCOO`, jit-safe and fixed-size.
+
+    `valid` is False at padding slots. With `canonical=True` a `BCOO` that does
+    not promise unique, sorted indices (one built by the user) is canonicalised
+    at a fixed size; `canonical=False` returns the entries as stored.
+    """
+    x = _layout(x)
+    shape = tuple(int(d) for d in x.shape)
+    indices = x.indices
+    limit = jnp.asarray(shape, dtype=indices.dtype)
+    valid = jnp.all((indices >= 0) & (indices < limit[None, :]), axis=1)
+    values = x.data
+    if canonical and not (x.unique_indices and x.indices_sorted):
+        indices, values, valid = _canonicalize(indices, values, valid, shape)
+    return indices, values, valid, shape
+
+
+def make_sparse(indices: Any, values: Any, dense_shape: Any) -> Any:
+    """Build a `BCOO` from traced parts (`dense_shape` must be static)."""
+    shape = tuple(int(d) for d in dense_shape)
+    return jsparse.BCOO((values, jnp.asarray(indices, jnp.int32)), shape=shape)
+
+
+def with_values(x: Any, values: Any) -> Any:
+    """The same sparsity structure as `x` with new stored values."""
+    return jsparse.BCOO(
+        (values, x.indices),
+        shape=x.shape,
+        indices_sorted=x.indices_sorted,
+        unique_indices=x.unique_indices,
+    )
+
+
+def _gather(array: Any, index: Any) -> Any:
+    """`array[index]` that reads 0 out of range (and from an empty array)."""
+    if array.size == 0:
+        rest = array.shape[len(index) :] if isinstance(index, tuple) else array.shape[1:]
+        first = index[0] if isinstance(index, tuple) else index
+        return jnp.zeros((*first.shape, *rest), array.dtype)
+    return array.at[index].get(mode="fill", fill_value=0)
+
+
+def gather_entries(dense: Any, indices: Any) -> Any:
+    """`dense[indices[:, 0], indices[:, 1]]`, reading 0 at padding slots."""
+    return _gather(jnp.asarray(dense), (indices[:, 0], indices[:, 1]))
+
+
+def _raw(variable: Any) -> Any:
+    value = getattr(variable, "value", variable)
+    return jnp.asarray(value)
+
+
+def gather_rows(variable: Any, rows: Any) -> Any:
+    """Rows `rows` of a (Keras) variable, reading 0 for padding rows.
+
+    Inside a lazy training step (see `keras_sparse.backend._jax_lazy`) the
+    gathered rows of a lazily updated table carry the gradient instead of the
+    table itself.
+    """
+    from keras_sparse.backend import _jax_lazy
+
+    picked = _gather(_raw(variable), rows)
+    return _jax_lazy.track_gather(variable, rows, picked)
+
+
+def scatter_set(dense: Any, indices: Any, valid: Any, value: float) -> Any:
+    """`dense` with the entries at `indices` (where `valid`) set to `value`."""
+    dense = jnp.asarray(dense)
+    rows = indices[:, 0]
+    if valid is not None:
+        rows = jnp.where(valid, rows, dense.shape[0])
+    return dense.at[rows, indices[:, 1]].set(value, mode="drop")
+
+
+def replace_nan(scores: Any, fill: float) -> Any:
+    """Scores with NaN replaced by `fill`."""
+    return jnp.where(jnp.isnan(scores), jnp.asarray(fill, scores.dtype), scores)
+
+
+def top_k(scores: Any, k: int) -> tuple[Any, Any]:
+    """Top min(k, n) values and indices per row; ties go to the lower index."""
+    return jax.lax.top_k(scores, min(int(k), int(scores.shape[-1])))
+
+
+def stable_argsort(x: Any) -> Any:
+    """Indices that sort the 1-D `x` ascending; equal values keep their order."""
+    return jnp.argsort(x, stable=True)
+
+
+def replica_sum(*values: Any) -> list[Any]:
+    """Values as they are: a JAX step already sees its whole (global) batch."""
+    return list(values)
+
+
+def compile_fn(fn: Callable) -> Callable:
+    """Compile `fn` with `jax.jit` (one compilation per set of input shapes)."""
+    return jax.jit(fn)
+
+
+def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> Any:
+    """Multiply a 2-D or 3-D `BCOO` by a dense array (see the TensorFlow twin).
+
+    Gathers the dense rows named by the stored entries and sums them into
+    their output rows with `segment_sum`; padding slots gather 0 and fall
+    outside every segment.
+    """
+    indices, values, valid, shape = coo(sparse)
+    dense = jnp.asarray(dense)
+    values = jnp.where(valid, values, 0).astype(dense.dtype)
+    rank = len(shape)
+    if rank == 2:
+        row_axis, col_axis = (1, 0) if transpose_a else (0, 1)
+        out_rows = shape[row_axis]
+        rows = jnp.where(valid, indices[:, row_axis], out_rows)
+        cols = indices[:, col_axis]
+        if dense.ndim == 2:
+            picked = _gather(dense, cols)
+            return jax.ops.segment_sum(picked * values[:, None], rows, out_rows)
+        moved = jnp.moveaxis(dense, 1, 0)  # (m, batch, d)
+        picked = _gather(moved, cols)
+        summed = jax.ops.segment_sum(picked * values[:, None, None], rows, out_rows)
+        return jnp.moveaxis(summed, 0, 1)
+    if rank != 3:
+        raise ValueError(f"sparse operand must be 2-D or 3-D, got rank {rank}.")
+    row_axis, col_axis = (2, 1) if transpose_a else (1, 2)
+    batch, out_rows = shape[0], shape[row_axis]
+    cols = indices[:, col_axis]
+    if dense.ndim == 2:
+        picked = _gather(dense, cols)
+    else:
+        picked = _gather(dense, (indices[:, 0], cols))
+    segment = jnp.where(valid, indices[:, 0] * out_rows + indices[:, row_axis], batch * out_rows)
+    summed = jax.ops.segment_sum(picked * values[:, None], segment, batch * out_rows)
+    return summed.reshape(batch, out_rows, dense.shape[-1])
+
+
+def is_sparse_gradient(gradient: Any) -> bool:
+    """JAX gradients are dense; lazy updates happen in the training step instead."""
+    return False
+
+
+def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
+    """Not used on JAX: see `keras_sparse.backend._jax_lazy`."""
+    raise NotImplementedError("JAX gradients are dense; lazy updates run in the train step.")

@@ -1,0 +1,290 @@
+"""TensorFlow backend of keras_sparse: `tf.SparseTensor` and `tf.IndexedSlices`.
+
+Everything here is graph-safe, so that layers, losses and metrics can call it
+inside `model.fit`. TensorFlow shapes may be dynamic, so sparse tensors are
+never padded here: the validity mask of `coo` is `None` (every entry is real).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "INDEX_DTYPE",
+    "NAME",
+    "SUPPORTS_JIT",
+    "coo",
+    "compile_fn",
+    "gather_entries",
+    "gather_rows",
+    "is_dense_tensor",
+    "is_sparse",
+    "is_sparse_gradient",
+    "lazy_adam_update",
+    "make_sparse",
+    "replace_nan",
+    "replica_sum",
+    "scatter_set",
+    "sparse_dense_matmul",
+    "sparse_from_coo",
+    "sparse_num_rows",
+    "sparse_shape",
+    "sparse_to_coo",
+    "stable_argsort",
+    "top_k",
+    "with_values",
+]
+
+NAME = "tensorflow"
+INDEX_DTYPE = "int64"
+# XLA compilation of sparse gathers and segment sums is slower than TF's graph kernels.
+SUPPORTS_JIT = False
+
+
+def is_sparse(x: Any) -> bool:
+    """Return True for a `tf.SparseTensor` (eager or symbolic)."""
+    return isinstance(x, tf.SparseTensor)
+
+
+def is_dense_tensor(x: Any) -> bool:
+    """Return True for a dense TensorFlow tensor or variable."""
+    return tf.is_tensor(x) and not isinstance(x, tf.SparseTensor)
+
+
+def sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """Build a `tf.SparseTensor` from canonical host arrays (no padding)."""
+    return tf.SparseTensor(indices, values, np.asarray(shape, dtype=np.int64))
+
+
+def sparse_to_coo(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Host `(indices, values, shape)` of an eager `tf.SparseTensor` (as stored)."""
+    shape = tuple(int(d) for d in x.dense_shape.numpy())
+    return x.indices.numpy(), x.values.numpy(), shape
+
+
+def sparse_num_rows(x: Any) -> Any:
+    """Number of rows of a sparse tensor (a tensor when it is only known at run time)."""
+    return x.dense_shape[0]
+
+
+def sparse_shape(x: Any) -> tuple[int | None, ...]:
+    """Static shape of a sparse tensor (None where unknown)."""
+    return tuple(x.shape.as_list())
+
+
+def canonicalize(st: tf.SparseTensor) -> tf.SparseTensor:
+    """Return `st` in row-major order with duplicate indices summed (graph-safe).
+
+    Explicit zeros are kept. Works for any rank.
+    """
+    st = tf.sparse.reorder(st)
+    shape = tf.cast(st.dense_shape, tf.int64)
+    # Row-major linear position of each entry; equal positions are duplicates.
+    strides = tf.math.cumprod(shape, exclusive=True, reverse=True)
+    keys = tf.reduce_sum(st.indices * strides[None, :], axis=1)
+    unique_keys, segment = tf.unique(keys, out_idx=tf.int64)
+    count = tf.shape(unique_keys, out_type=tf.int64)[0]
+    values = tf.math.unsorted_segment_sum(st.values, segment, count)
+    first = tf.math.unsorted_segment_min(
+        tf.range(tf.shape(keys, out_type=tf.int64)[0]), segment, count
+    )
+    return tf.SparseTensor(tf.gather(st.indices, first), values, st.dense_shape)
+
+
+def coo(x: Any, canonical: bool = True) -> tuple[tf.Tensor, tf.Tensor, None, tf.Tensor]:
+    """`(indices, values, valid, dense_shape)` of a sparse tensor, in-graph.
+
+    With `canonical=True` indices are int64 `(nnz, rank)` in row-major order,
+    duplicates summed, explicit zeros kept; `canonical=False` returns them as
+    stored (enough to know which positions are stored). `valid` is None:
+    TensorFlow tensors are never padded.
+    """
+    st = canonicalize(x) if canonical else x
+    return st.indices, st.values, None, st.dense_shape
+
+
+def make_sparse(indices: Any, values: Any, dense_shape: Any) -> tf.SparseTensor:
+    """Build a `tf.SparseTensor` in-graph."""
+    return tf.SparseTensor(
+        tf.cast(indices, tf.int64), values, tf.cast(tf.convert_to_tensor(dense_shape), tf.int64)
+    )
+
+
+def with_values(x: tf.SparseTensor, values: Any) -> tf.SparseTensor:
+    """The same sparsity structure as `x` with new stored values."""
+    return tf.SparseTensor(x.indices, values, x.dense_shape)
+
+
+def gather_entries(dense: Any, indices: Any) -> tf.Tensor:
+    """`dense[indices[:, 0], indices[:, 1]]` of a 2-D tensor."""
+    return tf.gather_nd(dense, indices)
+
+
+def gather_rows(variable: Any, rows: Any) -> tf.Tensor:
+    """Gather `rows` of a (Keras) variable without reading the whole variable.
+
+    `tf.gather` on a Keras variable first converts it to a full tensor (and,
+    under a mixed-precision policy, casts all of it), which costs as much as a
+    dense read and forces a copy when the optimizer updates it in place.
+    Gathering from the underlying `tf.Variable` reads only the requested rows,
+    and its gradient is a `tf.IndexedSlices` over them. Inside a Keras
+    `StatelessScope` (`stateless_call`) the value the scope maps the variable
+    to is read instead, as Keras itself does.
+    """
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    raw = getattr(variable, "_value", None)
+    if in_stateless_scope() and raw is not None:
+        raw = variable.value
+    elif not isinstance(raw, tf.Variable):  # a plain tf.Variable or a tensor
+        raw = variable
+    return tf.gather(raw, rows)
+
+
+def scatter_set(dense: Any, indices: Any, valid: Any, value: float) -> tf.Tensor:
+    """`dense` with the entries at `indices` (where `valid`) set to `value`."""
+    dense = tf.convert_to_tensor(dense)
+    fill = tf.fill(tf.shape(indices)[:1], tf.constant(value, dense.dtype))
+    return tf.tensor_scatter_nd_update(dense, indices, fill)
+
+
+def replace_nan(scores: Any, fill: float) -> tf.Tensor:
+    """Scores with NaN replaced by `fill` (no copy when there is no NaN)."""
+
+    def replace() -> tf.Tensor:
+        return tf.where(tf.math.is_nan(scores), tf.constant(fill, scores.dtype), scores)
+
+    # The sum is NaN whenever an entry is (or +inf meets -inf): a cheap reduction
+    # spares the full copy that the replacement writes when there is nothing to replace.
+    return tf.cond(tf.math.is_nan(tf.reduce_sum(scores)), replace, lambda: tf.identity(scores))
+
+
+def _block_size(n: int | None, k: int) -> int | None:
+    """Block width for `top_k`'s pre-filter, or None where a plain top-k is cheaper."""
+    if n is None or n < 2048:
+        return None
+    size = 1 << max(3, round(math.log2(math.sqrt(n / k))))  # balances n/size and k*size
+    return size if 8 * k * size <= n else None
+
+
+def top_k(scores: Any, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """`tf.math.top_k(scores, min(k, n))`, same values, indices and tie order, but faster.
+
+    TensorFlow's CPU top-k costs about the same per element whatever k is. For
+    a small k the items are cut into blocks of `size`; only the k blocks with the
+    highest maxima can hold the top k (a block outside them has k blocks whose
+    best item ranks above all of its items), so the exact top k is taken over
+    those k * size items. Blocks are ranked by (max, lower block first) and
+    gathered in item order, so ties still go to the lower item index.
+    """
+    n = scores.shape[1]
+    size = _block_size(n, k)
+    if size is None:
+        width = tf.minimum(k, tf.shape(scores)[1])
+        return tf.math.top_k(scores, k=width, sorted=True)
+    blocks = -(-n // size)
+    padded = tf.pad(
+        scores, [[0, 0], [0, blocks * size - n]], constant_values=float("-inf")
+    )  # padding sits after every real item, so it loses every tie
+    grouped = tf.reshape(padded, [-1, blocks, size])
+    _, best_blocks = tf.math.top_k(tf.reduce_max(grouped, axis=2), k=k, sorted=False)
+    best_blocks = tf.sort(best_blocks, axis=1)  # item order, for the tie rule
+    candidates = tf.reshape(tf.gather(grouped, best_blocks, batch_dims=1), [-1, k * size])
+    values, position = tf.math.top_k(candidates, k=k, sorted=True)
+    block = tf.gather(best_blocks, position // size, batch_dims=1)
+    return values, block * size + position % size
+
+
+def stable_argsort(x: Any) -> tf.Tensor:
+    """Indices that sort the 1-D `x` ascending; equal values keep their order."""
+    return tf.argsort(x, stable=True)
+
+
+def replica_sum(*values: Any) -> list[Any]:
+    """Sum each value over the replicas of a `tf.distribute` step (as-is elsewhere)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(values)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+
+def compile_fn(fn: Callable) -> Callable:
+    """Compile `fn` into a graph function that retraces rarely."""
+    return tf.function(fn, reduce_retracing=True)
+
+
+def sparse_dense_matmul(
+    sparse: tf.SparseTensor, dense: Any, transpose_a: bool = False
+) -> tf.Tensor:
+    """Multiply a 2-D or 3-D sparse tensor by a dense tensor.
+
+    Supported operands: sparse (n, m) with dense (m, d) or (batch, m, d), and
+    sparse (batch, n, m) with dense (batch, m, d) or (m, d). With
+    `transpose_a=True` the last two sparse axes are swapped. Gradients flow to
+    `dense` (and to the sparse values).
+    """
+    dense = tf.convert_to_tensor(dense)
+    rank = sparse.shape.rank
+    if rank == 2 and dense.shape.rank == 2:
+        return tf.sparse.sparse_dense_matmul(sparse, dense, adjoint_a=transpose_a)
+    indices, values = sparse.indices, sparse.values
+    if rank == 2:
+        # Fixed (n, m) matrix applied to every item of a (batch, m, d) batch.
+        row_axis, col_axis = (1, 0) if transpose_a else (0, 1)
+        out_rows = sparse.dense_shape[row_axis]
+        moved = tf.transpose(dense, [1, 0, 2])  # (m, batch, d)
+        picked = tf.gather(moved, indices[:, col_axis])  # (nnz, batch, d)
+        weighted = picked * tf.cast(values, dense.dtype)[:, None, None]
+        summed = tf.math.unsorted_segment_sum(weighted, indices[:, row_axis], out_rows)
+        return tf.transpose(summed, [1, 0, 2])
+    if rank != 3:
+        raise ValueError(f"sparse operand must be 2-D or 3-D, got rank {rank}.")
+    row_axis, col_axis = (2, 1) if transpose_a else (1, 2)
+    batch = sparse.dense_shape[0]
+    out_rows = sparse.dense_shape[row_axis]
+    if dense.shape.rank == 2:
+        picked = tf.gather(dense, indices[:, col_axis])
+    else:
+        picked = tf.gather_nd(dense, tf.stack([indices[:, 0], indices[:, col_axis]], 1))
+    weighted = picked * tf.cast(values, dense.dtype)[:, None]
+    segment = indices[:, 0] * out_rows + indices[:, row_axis]
+    summed = tf.math.unsorted_segment_sum(weighted, segment, batch * out_rows)
+    width = tf.shape(dense, out_type=tf.int64)[-1]
+    return tf.reshape(summed, tf.stack([batch, out_rows, width]))
+
+
+def is_sparse_gradient(gradient: Any) -> bool:
+    """Whether an optimizer received a row-sparse gradient (`tf.IndexedSlices`)."""
+    return isinstance(gradient, tf.IndexedSlices)
+
+
+def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
+    """Adam's update of `variable` and its moments at the rows of a sparse gradient only."""
+    dtype = variable.dtype
+    rows, position = tf.unique(gradient.indices)
+    grad = tf.math.unsorted_segment_sum(
+        tf.cast(gradient.values, dtype), position, tf.shape(rows)[0]
+    )
+    lr = tf.cast(learning_rate, dtype)
+    local_step = tf.cast(optimizer.iterations + 1, dtype)
+    beta_1 = tf.cast(optimizer.beta_1, dtype)
+    beta_2 = tf.cast(optimizer.beta_2, dtype)
+    alpha = lr * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
+
+    index = optimizer._get_variable_index(variable)
+    m, v = optimizer._momentums[index], optimizer._velocities[index]
+    m_rows = beta_1 * gather_rows(m, rows) + (1 - beta_1) * grad
+    v_rows = beta_2 * gather_rows(v, rows) + (1 - beta_2) * tf.square(grad)
+    optimizer.assign(m, tf.IndexedSlices(m_rows, rows))
+    optimizer.assign(v, tf.IndexedSlices(v_rows, rows))
+    if optimizer.amsgrad:
+        v_hat = optimizer._velocity_hats[index]
+        v_rows = tf.maximum(gather_rows(v_hat, rows), v_rows)
+        optimizer.assign(v_hat, tf.IndexedSlices(v_rows, rows))
+    step = m_rows * alpha / (tf.sqrt(v_rows) + optimizer.epsilon)
+    optimizer.assign_sub(variable, tf.IndexedSlices(step, rows))
