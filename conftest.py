@@ -20,10 +20,11 @@ collect_ignore = [] if BACKEND == "tensorflow" else list(TENSORFLOW_ONLY_MODULES
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip `tensorflow_only` tests on other backends, saying why."""
-    if BACKEND == "tensorflow":
-        return
-    skip = pytest.mark.skip(reason=f"TensorFlow-only feature; Keras backend is {BACKEND}")
-    for item in items:
-        if "tensorflow_only" in item.keywords:
-            item.add_marker(skip)
+    """Skip `tensorflow_only` / `jax_only` tests on other backends, saying why."""
+    for marker, backend in (("tensorflow_only", "tensorflow"), ("jax_only", "jax")):
+        if BACKEND == backend:
+            continue
+        skip = pytest.mark.skip(reason=f"needs the {backend} backend; Keras backend is {BACKEND}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

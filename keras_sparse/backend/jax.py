@@ -33,6 +33,7 @@ __all__ = [
     "NAME",
     "SUPPORTS_JIT",
     "bucket_size",
+    "install_keras_hook",
     "coo",
     "compile_fn",
     "gather_entries",
@@ -42,6 +43,8 @@ __all__ = [
     "is_sparse_gradient",
     "lazy_adam_update",
     "make_sparse",
+    "mark_row_sparse",
+    "note_dense_read",
     "replace_nan",
     "replica_sum",
     "scatter_set",
@@ -287,10 +290,70 @@ def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> A
 
 
 def is_sparse_gradient(gradient: Any) -> bool:
-    """JAX gradients are dense; lazy updates happen in the training step instead."""
-    return False
+    """Whether an optimizer received a row gradient from the lazy training step."""
+    from keras_sparse.backend import _jax_lazy
+
+    return isinstance(gradient, _jax_lazy.RowGradient)
 
 
 def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
-    """Not used on JAX: see `keras_sparse.backend._jax_lazy`."""
-    raise NotImplementedError("JAX gradients are dense; lazy updates run in the train step.")
+    """Adam's update at the rows of a row gradient only (see `_jax_lazy`)."""
+    from keras_sparse.backend import _jax_lazy
+
+    _jax_lazy.lazy_adam_update(optimizer, gradient, variable, learning_rate)
+
+
+def mark_row_sparse(variable: Any) -> None:
+    """Mark a table that `LazyAdam` may update row by row (see `_jax_lazy`)."""
+    from keras_sparse.backend import _jax_lazy
+
+    _jax_lazy.mark_row_sparse(variable)
+
+
+def note_dense_read(variable: Any) -> None:
+    """Tell the lazy training step that a marked table was read whole."""
+    from keras_sparse.backend import _jax_lazy
+
+    _jax_lazy.note_dense_read(variable)
+
+
+def _padded_from_scipy(x: Any) -> Any:
+    """A SciPy batch as a canonical padded `BCOO` on the host CPU (Keras's batches are)."""
+    from keras_sparse.convert import coo_parts
+
+    indices, values, shape = coo_parts(x, "x")
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        return sparse_from_coo(indices, values, shape)
+
+
+def install_keras_hook() -> bool:
+    """Make Keras's own SciPy -> JAX batch conversion pad to entry-count buckets.
+
+    `model.fit(csr)`, `evaluate(csr)` and `predict(csr)` (and any `PyDataset`
+    that yields SciPy batches) go through one Keras function,
+    `data_adapter_utils.scipy_sparse_to_jax_sparse`, which builds a `BCOO`
+    with the batch's exact entry count, so every batch compiles a new step.
+    This replaces that one function with the bucketed conversion above. It is
+    idempotent and returns False (changing nothing) if the Keras version has
+    no such function.
+    """
+    try:
+        from keras.src.trainers.data_adapters import data_adapter_utils
+    except ImportError:  # pragma: no cover - a Keras layout we do not know
+        return False
+    current = getattr(data_adapter_utils, "scipy_sparse_to_jax_sparse", None)
+    if current is None:  # pragma: no cover - a Keras layout we do not know
+        return False
+    if current is not _padded_from_scipy:
+        data_adapter_utils.scipy_sparse_to_jax_sparse = _padded_from_scipy
+    return True
+
+
+def _install_hooks() -> None:
+    from keras_sparse.backend import _jax_lazy
+
+    install_keras_hook()
+    _jax_lazy.install_trainer_hook()
+
+
+_install_hooks()

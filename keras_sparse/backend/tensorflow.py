@@ -27,6 +27,8 @@ __all__ = [
     "is_sparse_gradient",
     "lazy_adam_update",
     "make_sparse",
+    "mark_row_sparse",
+    "note_dense_read",
     "replace_nan",
     "replica_sum",
     "scatter_set",
@@ -288,3 +290,11 @@ def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate
         optimizer.assign(v_hat, tf.IndexedSlices(v_rows, rows))
     step = m_rows * alpha / (tf.sqrt(v_rows) + optimizer.epsilon)
     optimizer.assign_sub(variable, tf.IndexedSlices(step, rows))
+
+
+def mark_row_sparse(variable: Any) -> None:
+    """Nothing to mark: TensorFlow's gather already gives a row-sparse gradient."""
+
+
+def note_dense_read(variable: Any) -> None:
+    """Nothing to note: a dense read gives a dense gradient on TensorFlow."""

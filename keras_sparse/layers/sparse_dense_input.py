@@ -107,6 +107,8 @@ class SparseDenseInput(keras.layers.Layer):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
+        if self.kernel_regularizer is None and self.kernel_constraint is None:
+            B.mark_row_sparse(self.kernel)  # read only row by row: LazyAdam may update lazily
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -132,6 +134,7 @@ class SparseDenseInput(keras.layers.Layer):
         return out
 
     def _combine_dense(self, inputs: Any) -> Any:
+        B.note_dense_read(self.kernel)
         inputs = ops.cast(inputs, self.compute_dtype)
         out = ops.matmul(inputs, ops.cast(self.kernel, self.compute_dtype))
         if self.combiner == "mean":
