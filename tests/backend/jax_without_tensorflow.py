@@ -37,7 +37,8 @@ model.compile(
     loss=ks.losses.SparseMultinomialNLL(),
     metrics=[ks.metrics.NDCGAtK(5), ks.metrics.RecallAtK(5)],
 )
-model.fit(ks.data.SparseDataset(data, data, batch_size=32, shuffle=True, seed=0), epochs=2, verbose=0)
+dataset = ks.data.SparseDataset(data, data, batch_size=32, shuffle=True, seed=0)
+model.fit(dataset, epochs=2, verbose=0)
 model.fit(data, data, batch_size=32, epochs=1, verbose=0)  # Keras's own SciPy path
 results = model.evaluate(data, data, batch_size=32, verbose=0, return_dict=True)
 assert set(results) >= {"loss", "ndcg_at_5", "recall_at_5"}, results

@@ -4,13 +4,13 @@ import keras
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import dense_of, host_coo
+from reference import loss_rows
 
 import keras_sparse as ks
+from conftest import dense_of, host_coo
 from keras_sparse import backend as B
 from keras_sparse.data import SparseDataset
 from keras_sparse.layers import SparseDenseInput
-from reference import loss_rows
 
 pytestmark = pytest.mark.jax_only
 
