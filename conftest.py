@@ -14,9 +14,20 @@ import pytest  # noqa: E402
 
 BACKEND = os.environ["KERAS_BACKEND"]
 
-# Modules whose docstring examples need tf.distribute / SavedModel.
-TENSORFLOW_ONLY_MODULES = ["keras_sparse/distribute.py", "keras_sparse/export.py"]
-collect_ignore = [] if BACKEND == "tensorflow" else list(TENSORFLOW_ONLY_MODULES)
+# Modules that only import (and whose docstring examples only run) under one backend.
+BACKEND_MODULES = {
+    "tensorflow": [
+        "keras_sparse/distribute.py",
+        "keras_sparse/export.py",
+        "keras_sparse/backend/tensorflow.py",
+    ],
+    "jax": ["keras_sparse/backend/jax.py", "keras_sparse/backend/_jax_lazy.py"],
+}
+# Scripts that tests start as processes: never imported by pytest's doctest collection.
+collect_ignore = ["tests/backend/jax_without_tensorflow.py", "tests/backend/cross_backend.py"]
+for _backend, _modules in BACKEND_MODULES.items():
+    if _backend != BACKEND:
+        collect_ignore.extend(_modules)
 
 
 def pytest_collection_modifyitems(config, items):

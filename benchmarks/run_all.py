@@ -5,13 +5,20 @@ next one's) at the sizes below, chosen to finish together in well under 15
 minutes on 2 cores / 24 GiB. Ratios compare keras_sparse with the baseline
 measured in the same run.
 
-Usage: python benchmarks/run_all.py [--quick] [--plots-dir docs/assets/benchmarks]
+With `--backend jax` the Keras-level benchmarks run on JAX (in processes with
+KERAS_BACKEND=jax), together with `bench_jax_fit.py` (keras_sparse against
+Keras's own JAX `fit(csr)`); results go to `results_jax.json` and the plots to
+a `jax/` subfolder. `bench_feed.py` measures Keras's TensorFlow SciPy path and
+runs on TensorFlow only.
+
+Usage: python benchmarks/run_all.py [--backend tensorflow|jax] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,17 +45,27 @@ BENCHMARKS = {
         [],  # 50k users x 20k items
         ["--users", "5000", "--items", "4000"],
     ),
+    "jax_fit": (
+        "bench_jax_fit.py",
+        [],  # 8192 rows x 1M features (step also at 4M), 3 epochs
+        ["--rows", "2048", "--features", "200000", "--scale-features", "400000", "--epochs", "1"],
+    ),
+}
+BACKENDS = {
+    "tensorflow": ["feed", "sparse_input", "topk"],
+    "jax": ["sparse_input", "topk", "jax_fit"],
 }
 
 
-def run(name: str, quick: bool) -> tuple[dict, float]:
+def run(name: str, quick: bool, backend: str) -> tuple[dict, float]:
     script, full, small = BENCHMARKS[name]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.json"
         cmd = [sys.executable, str(HERE / script), *(small if quick else full), "--json", str(out)]
-        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
+        print(f"\n=== {name} ({backend}): {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=HERE)
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        subprocess.run(cmd, check=True, cwd=HERE, env=env)
         seconds = time.perf_counter() - start
         return json.loads(out.read_text()), seconds
 
@@ -86,6 +103,13 @@ def ratios(results: dict) -> list[tuple[str, float, str]]:
         rows.append(
             ("SDI+SGD / Dense+SGD: ms per step", 1 / dense["speedup_sgd_vs_dense_sgd"], "<= 0.5")
         )
+    jax_fit = results.get("jax_fit")
+    if jax_fit:
+        fit = jax_fit["fit"]
+        rows.append(("JAX fit, 3 epochs: ours / Keras fit(csr)", 1 / fit["speedup"], "<= 0.2"))
+        step = 1 / jax_fit["step_speedup"]
+        rows.append(("JAX train step: ours / Keras Dense+Adam", step, "<= 0.2"))
+        rows.append(("JAX our step: 4x features / 1x features", jax_fit["step_growth"], "< 1.3"))
     topk = results.get("topk")
     if topk:
         for k in (10, 100):
@@ -165,6 +189,7 @@ def plot(results: dict, plots_dir: Path) -> list[Path]:
                 for name, value in configs.items()
             },
         )
+    jax_fit = results.get("jax_fit")
     topk = results.get("topk")
     if topk:
         values = {}
@@ -178,35 +203,52 @@ def plot(results: dict, plots_dir: Path) -> list[Path]:
             if "implicit_s" in e:
                 values[f"implicit ranking_metrics K={k}"] = e["implicit_s"]
         bars("topk.png", "top-k for every user, seen items excluded", "seconds", values)
+    if jax_fit:
+        fit = jax_fit["fit"]
+        bars(
+            "jax_fit.png",
+            f"JAX fit, 3 epochs incl. compilation ({jax_fit['device']})",
+            "seconds",
+            {
+                "Keras fit(csr), Dense + Adam": fit["keras_seconds"],
+                "keras_sparse SparseDenseInput + LazyAdam": fit["ours_seconds"],
+            },
+        )
     return written
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), default=list(BENCHMARKS))
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--plots-dir", type=Path, default=ROOT / "docs" / "assets" / "benchmarks")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="tensorflow")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS))
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--plots-dir", type=Path)
     args = parser.parse_args()
+    jax = args.backend == "jax"
+    out = args.out or HERE / ("results_jax.json" if jax else "results.json")
+    plots_dir = args.plots_dir or ROOT / "docs" / "assets" / "benchmarks" / ("jax" if jax else "")
+    names = args.only or BACKENDS[args.backend]
     start = time.perf_counter()
     results, seconds = {}, {}
-    for name in args.only:
-        results[name], seconds[name] = run(name, args.quick)
+    for name in names:
+        results[name], seconds[name] = run(name, args.quick, args.backend)
     table = ratios(results)
     payload = {
         "quick": args.quick,
+        "backend": args.backend,
         "python": sys.version.split()[0],
         "seconds": seconds,
         "results": results,
         "ratios": [{"what": w, "ratio": r, "target": t} for w, r, t in table],
     }
-    args.out.write_text(json.dumps(payload, indent=2))
-    plots = plot(results, args.plots_dir)
+    out.write_text(json.dumps(payload, indent=2))
+    plots = plot(results, plots_dir)
     header = "keras_sparse / baseline (below 1: keras_sparse is cheaper)"
     print(f"\n{header:<52}{'ratio':>8}{'target':>10}")
     for what, ratio, target in table:
         print(f"{what:<52}{ratio:>8.3f}{target:>10}")
-    print(f"\nwrote {args.out} and {len(plots)} plots in {args.plots_dir}")
+    print(f"\nwrote {out} and {len(plots)} plots in {plots_dir}")
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 
