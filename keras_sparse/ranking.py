@@ -89,11 +89,12 @@ def _sparse_relevance(
         order = ops.take(by_gain, B.stable_argsort(ops.take(sort_rows, by_gain)))
         rows_sorted = ops.take(e.rows, order)
         counts = ops.cast(num_relevant, "int32")
-        starts = ops.cumsum(counts) - counts
+        # First slot of each row among the sorted entries; one extra slot so that the
+        # rows of padding / non-relevant entries (clipped to num_rows) index something.
+        starts = ops.concatenate([ops.cumsum(counts) - counts, ops.zeros((1,), "int32")], 0)
         size = ops.shape(order)[0]
-        pos = ops.cast(ops.arange(size), "int32") - ops.take(
-            starts, ops.clip(ops.cast(rows_sorted, "int32"), 0, ops.maximum(num_rows - 1, 0))
-        )
+        row_slot = ops.clip(ops.cast(rows_sorted, "int32"), 0, ops.cast(num_rows, "int32"))
+        pos = ops.cast(ops.arange(size), "int32") - ops.take(starts, row_slot)
         use = ops.logical_and(ops.take(keep, order), ops.less(pos, k))
         disc = ops.take(_discounts(k, dtype), ops.clip(pos, 0, k - 1))
         contrib = ops.where(use, ops.take(g, order) * disc, ops.zeros_like(disc))

@@ -170,10 +170,16 @@ def coo(x: Any, canonical: bool = True) -> tuple[Any, Any, Any, tuple[int, ...]]
     return indices, values, valid, shape
 
 
-def make_sparse(indices: Any, values: Any, dense_shape: Any) -> Any:
-    """Build a `BCOO` from traced parts (`dense_shape` must be static)."""
+def make_sparse(indices: Any, values: Any, dense_shape: Any, canonical: bool = False) -> Any:
+    """Build a `BCOO` from traced parts (`dense_shape` must be static).
+
+    `canonical=True` promises sorted, unique indices, so `coo` need not sort them.
+    """
     shape = tuple(int(d) for d in dense_shape)
-    return jsparse.BCOO((values, jnp.asarray(indices, jnp.int32)), shape=shape)
+    indices = jnp.asarray(indices, jnp.int32)
+    return jsparse.BCOO(
+        (values, indices), shape=shape, indices_sorted=canonical, unique_indices=canonical
+    )
 
 
 def with_values(x: Any, values: Any) -> Any:

@@ -110,8 +110,10 @@ def coo(x: Any, canonical: bool = True) -> tuple[tf.Tensor, tf.Tensor, None, tf.
     return st.indices, st.values, None, st.dense_shape
 
 
-def make_sparse(indices: Any, values: Any, dense_shape: Any) -> tf.SparseTensor:
-    """Build a `tf.SparseTensor` in-graph."""
+def make_sparse(
+    indices: Any, values: Any, dense_shape: Any, canonical: bool = False
+) -> tf.SparseTensor:
+    """Build a `tf.SparseTensor` in-graph (`canonical` is a hint other backends use)."""
     return tf.SparseTensor(
         tf.cast(indices, tf.int64), values, tf.cast(tf.convert_to_tensor(dense_shape), tf.int64)
     )

@@ -116,10 +116,11 @@ class SparseMatMul(keras.layers.Layer):
         self._initial = None
 
     def _matrix(self, dtype: Any) -> Any:
-        return B.make_sparse(
+        return B.make_sparse(  # stored canonical by coo_parts in __init__
             ops.convert_to_tensor(self.matrix_indices),
             ops.cast(self.matrix_values, dtype),
             np.asarray(self.matrix_shape, dtype=np.int64),
+            canonical=True,
         )
 
     def call(self, inputs: Any) -> Any:
