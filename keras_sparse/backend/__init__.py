@@ -2,7 +2,8 @@
 
 The backend file is picked by `keras.backend.backend()`, as Keras picks its
 own. Everything outside this package uses `keras.ops`, NumPy and the names
-below, so adding a backend means adding one file here that defines them.
+below, so adding a backend means adding one file here, named like the Keras
+backend, that defines them (and its name in `SUPPORTED`).
 
 Each backend file defines:
 
@@ -20,21 +21,21 @@ Each backend file defines:
 
 from __future__ import annotations
 
+import importlib
+
 import keras
 
-SUPPORTED = ("tensorflow", "jax")
+SUPPORTED = ("tensorflow", "jax")  # one file each in this package
 
 _name = keras.backend.backend()
-if _name == "tensorflow":
-    from keras_sparse.backend.tensorflow import *  # noqa: F403
-elif _name == "jax":
-    from keras_sparse.backend.jax import *  # noqa: F403
-else:  # pragma: no cover - depends on the environment
+if _name not in SUPPORTED:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"keras_sparse supports the Keras backends {list(SUPPORTED)}, but Keras is using "
         f"{_name!r}. Set the environment variable KERAS_BACKEND=jax or "
         "KERAS_BACKEND=tensorflow before importing keras."
     )
+_module = importlib.import_module(f"keras_sparse.backend.{_name}")
+globals().update({name: getattr(_module, name) for name in _module.__all__})
 
 
 def require_tensorflow(feature: str, instead: str) -> None:

@@ -1,8 +1,14 @@
 """Run by test_backend_processes.py: save a model under one backend, load it under another.
 
+The loading side also recomputes losses and metrics on the same data and
+compares them with the saving side's values, so the two backends are checked
+against each other directly (padded JAX batches, an explicit zero, empty rows
+and a shorter last batch included), not only each against the NumPy reference.
+
 Usage: python cross_backend.py save|load FOLDER (the backend comes from KERAS_BACKEND).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +24,45 @@ def data():
     return x, sp.eye(50, format="csr", dtype=np.float32)
 
 
+def values(model) -> dict:
+    """Losses and metrics of `model` on fixed data, computed with the active backend."""
+    x, _ = data()
+    y = sp.random(30, 50, density=0.08, format="csr", random_state=2, dtype=np.float32)
+    keep = np.ones(30, np.float32)
+    keep[[3, 4]] = 0.0
+    y = sp.csr_matrix(sp.diags(keep) @ y)
+    y.eliminate_zeros()  # rows 3 and 4 are empty
+    y.data[::5] = 0.0  # explicit zeros: observed, never relevant
+    scores = model.predict(ks.data.SparseDataset(x, batch_size=30), verbose=0)
+    scores = np.where(np.isfinite(scores), scores, -1.0)  # ExcludeSeen wrote -inf
+    target = ks.to_sparse(y)
+    out = {
+        name: float(keras.ops.mean(fn(target, scores)))
+        for name, fn in (
+            ("mse", ks.losses.sparse_mse),
+            ("mae", ks.losses.sparse_mae),
+            ("huber", ks.losses.sparse_huber),
+            ("nll", ks.losses.sparse_multinomial_nll),
+        )
+    }
+    assert all(np.isfinite(v) for v in out.values()), out
+    rmse = ks.metrics.SparseRootMeanSquaredError()
+    for start in range(0, 30, 8):  # batches of 8, 8, 8 and a shorter last one of 6
+        rmse.update_state(ks.to_sparse(y[start : start + 8]), scores[start : start + 8])
+    out["rmse"] = float(rmse.result())
+    metrics = ks.evaluate_topk(
+        model,
+        x,
+        y,
+        k=(3, 10),
+        exclude=x,
+        batch_size=8,
+        verbose=0,
+        metrics=("precision", "recall", "ndcg", "map", "hit_rate", "mrr"),
+    )
+    return {**out, **metrics}
+
+
 def save(folder: Path) -> None:
     x, adjacency = data()
     keras.utils.set_random_seed(0)
@@ -30,6 +75,7 @@ def save(folder: Path) -> None:
     model.fit(ks.data.SparseDataset(x, x, batch_size=30), epochs=2, verbose=0, shuffle=False)
     model.save(folder / "model.keras")
     np.save(folder / "predictions.npy", model.predict(ks.data.SparseDataset(x, batch_size=30)))
+    (folder / "values.json").write_text(json.dumps(values(model)))
 
 
 def load(folder: Path) -> None:
@@ -37,7 +83,12 @@ def load(folder: Path) -> None:
     model = keras.models.load_model(folder / "model.keras")
     got = model.predict(ks.data.SparseDataset(x, batch_size=30), verbose=0)
     np.testing.assert_allclose(got, np.load(folder / "predictions.npy"), rtol=1e-5, atol=1e-6)
-    print(f"loaded under {keras.backend.backend()}: identical predictions")
+    expected = json.loads((folder / "values.json").read_text())
+    mine = values(model)
+    assert set(mine) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(mine[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    print(f"loaded under {keras.backend.backend()}: identical predictions and {len(mine)} values")
 
 
 if __name__ == "__main__":
