@@ -214,3 +214,27 @@ def test_both_exclusion_paths_agree(monkeypatch):
     slow_eval = ks.evaluate_topk(model, x, y, k=(2, 5), exclude=exclude, verbose=0)
     assert _rows_of(fast) == _rows_of(slow)
     assert fast_eval == pytest.approx(slow_eval, rel=1e-6)
+
+
+def test_streaming_steps_do_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    x = sp.random(20, 8, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    inp = keras.Input((8,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(8)(ks.layers.SparseDenseInput(4)(inp)))
+    ks.predict_topk(model, x, k=3, exclude=x, batch_size=8, verbose=0)
+    ks.evaluate_topk(model, x, x, k=3, batch_size=8, verbose=0)
+    ref = weakref.ref(model)
+    del model, inp
+    gc.collect()
+    assert ref() is None
+
+
+def test_predict_topk_uses_the_inputs_of_a_dataset_that_also_holds_targets():
+    x = sp.random(30, 12, density=0.3, format="csr", random_state=4, dtype=np.float32)
+    inp = keras.Input((12,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(12)(ks.layers.SparseDenseInput(4)(inp)))
+    with_targets = ks.predict_topk(model, SparseDataset(x, x, batch_size=8), k=3, verbose=0)
+    inputs_only = ks.predict_topk(model, SparseDataset(x, batch_size=8), k=3, verbose=0)
+    assert (with_targets != inputs_only).nnz == 0 and with_targets.nnz == 30 * 3

@@ -5,18 +5,19 @@ own. Everything outside this package uses `keras.ops`, NumPy and the names
 below, so adding a backend means adding one file here, named like the Keras
 backend, that defines them (and its name in `SUPPORTED`).
 
-Each backend file defines:
+Each backend file defines the names in `API` below:
 
-- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default);
+- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default), `SUPPORTS_JIT`;
 - sparse tensors: `is_sparse`, `is_dense_tensor`, `sparse_from_coo` (host arrays ->
   the backend's sparse tensor, padded where the backend needs static shapes),
   `sparse_to_coo` (the inverse, on the host), `coo` (in-graph canonical entries
   with a validity mask), `make_sparse`, `with_values`;
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
-- `top_k` (ties to the lower index), `replace_nan`, `replica_sum`, `compile_fn`,
-  `sparse_dense_matmul`, and the lazy optimizer hooks `is_sparse_gradient` and
-  `lazy_adam_update`.
+- `top_k` (ties to the lower index), `stable_argsort`, `replace_nan`,
+  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`,
+  `sparse_shape`, and the lazy optimizer hooks `is_sparse_gradient`,
+  `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,39 @@ if _name not in SUPPORTED:  # pragma: no cover - depends on the environment
         f"{_name!r}. Set the environment variable KERAS_BACKEND=jax or "
         "KERAS_BACKEND=tensorflow before importing keras."
     )
+# The interface every backend file defines (see the module docstring).
+API = (
+    "INDEX_DTYPE",
+    "NAME",
+    "SUPPORTS_JIT",
+    "compile_fn",
+    "coo",
+    "gather_entries",
+    "gather_rows",
+    "is_dense_tensor",
+    "is_sparse",
+    "is_sparse_gradient",
+    "lazy_adam_update",
+    "make_sparse",
+    "mark_row_sparse",
+    "note_dense_read",
+    "replace_nan",
+    "replica_sum",
+    "scatter_set",
+    "sparse_dense_matmul",
+    "sparse_from_coo",
+    "sparse_num_rows",
+    "sparse_shape",
+    "sparse_to_coo",
+    "stable_argsort",
+    "top_k",
+    "with_values",
+)
 _module = importlib.import_module(f"keras_sparse.backend.{_name}")
-globals().update({name: getattr(_module, name) for name in _module.__all__})
+_missing = [name for name in API if not hasattr(_module, name)]
+if _missing:  # pragma: no cover - a backend file under construction
+    raise ImportError(f"keras_sparse.backend.{_name} does not define {_missing}.")
+globals().update({name: getattr(_module, name) for name in API})
 
 
 def require_tensorflow(feature: str, instead: str) -> None:

@@ -246,11 +246,15 @@ def lazy_adam_update(optimizer: Any, gradient: RowGradient, variable: Any, learn
     beta_2 = jnp.asarray(optimizer.beta_2, dtype)
     alpha = lr * jnp.sqrt(1 - beta_2**local_step) / (1 - beta_1**local_step)
 
+    # `unique` is sorted and, but for the out-of-range fill slots (which "fill" reads
+    # as 0 and "drop" never writes), unique: telling XLA so makes the scatters cheaper.
+    hints = {"indices_are_sorted": True, "unique_indices": True}
+
     def rows_of(var: Any) -> Any:
-        return var.value.at[unique].get(mode="fill", fill_value=0)
+        return var.value.at[unique].get(mode="fill", fill_value=0, **hints)
 
     def set_rows(var: Any, values: Any) -> None:
-        optimizer.assign(var, var.value.at[unique].set(values, mode="drop"))
+        optimizer.assign(var, var.value.at[unique].set(values, mode="drop", **hints))
 
     index = optimizer._get_variable_index(variable)
     m, v = optimizer._momentums[index], optimizer._velocities[index]
@@ -263,7 +267,7 @@ def lazy_adam_update(optimizer: Any, gradient: RowGradient, variable: Any, learn
         v_rows = jnp.maximum(rows_of(v_hat), v_rows)
         set_rows(v_hat, v_rows)
     step = m_rows * alpha / (jnp.sqrt(v_rows) + optimizer.epsilon)
-    optimizer.assign(variable, variable.value.at[unique].add(-step, mode="drop"))
+    optimizer.assign(variable, variable.value.at[unique].add(-step, mode="drop", **hints))
 
 
 def install_trainer_hook() -> bool:

@@ -27,37 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse as jsparse
 
-__all__ = [
-    "INDEX_DTYPE",
-    "MIN_BUCKET",
-    "NAME",
-    "SUPPORTS_JIT",
-    "bucket_size",
-    "install_keras_hook",
-    "coo",
-    "compile_fn",
-    "gather_entries",
-    "gather_rows",
-    "is_dense_tensor",
-    "is_sparse",
-    "is_sparse_gradient",
-    "lazy_adam_update",
-    "make_sparse",
-    "mark_row_sparse",
-    "note_dense_read",
-    "replace_nan",
-    "replica_sum",
-    "scatter_set",
-    "sparse_dense_matmul",
-    "sparse_from_coo",
-    "sparse_num_rows",
-    "sparse_shape",
-    "sparse_to_coo",
-    "stable_argsort",
-    "top_k",
-    "with_values",
-]
-
 NAME = "jax"
 INDEX_DTYPE = "int32"
 # Every JAX step is compiled: layers must not turn jit off.

@@ -14,34 +14,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = [
-    "INDEX_DTYPE",
-    "NAME",
-    "SUPPORTS_JIT",
-    "coo",
-    "compile_fn",
-    "gather_entries",
-    "gather_rows",
-    "is_dense_tensor",
-    "is_sparse",
-    "is_sparse_gradient",
-    "lazy_adam_update",
-    "make_sparse",
-    "mark_row_sparse",
-    "note_dense_read",
-    "replace_nan",
-    "replica_sum",
-    "scatter_set",
-    "sparse_dense_matmul",
-    "sparse_from_coo",
-    "sparse_num_rows",
-    "sparse_shape",
-    "sparse_to_coo",
-    "stable_argsort",
-    "top_k",
-    "with_values",
-]
-
 NAME = "tensorflow"
 INDEX_DTYPE = "int64"
 # XLA compilation of sparse gathers and segment sums is slower than TF's graph kernels.
