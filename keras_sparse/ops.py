@@ -29,11 +29,6 @@ class Entries(NamedTuple):
     valid: Any  # (nnz,) bool, False at padding slots; None when nothing is padded
 
 
-def is_sparse(x: Any) -> bool:
-    """Whether `x` is the active backend's sparse tensor."""
-    return B.is_sparse(x)
-
-
 def entries(x: Any, dtype: Any) -> Entries:
     """Canonical stored entries of the 2-D sparse tensor `x`, values cast to `dtype`."""
     indices, values, valid, _ = B.coo(x)

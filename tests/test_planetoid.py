@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import PLANETOID_DIR
 
+from conftest import PLANETOID_DIR
 from keras_sparse.datasets import load_planetoid
 
 needs_data = pytest.mark.skipif(

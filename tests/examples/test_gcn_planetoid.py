@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import PLANETOID_DIR
 
+from conftest import PLANETOID_DIR
 from keras_sparse.datasets import load_planetoid
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gcn_planetoid.py"
