@@ -71,7 +71,7 @@ def _per_row(
     `normalize="entries"`: values whose batch mean is the total loss over the
     total number of observed entries of the batch.
     """
-    entry_loss = entry_loss * weights
+    entry_loss = _only_observed(entry_loss, weights)
     num_rows = ops.shape(y_pred)[0]
     if indices is None:  # dense target: entries laid out as (rows, items)
         totals, counts = ops.sum(entry_loss, axis=1), ops.sum(weights, axis=1)
@@ -119,8 +119,16 @@ def _binary_crossentropy(from_logits: bool):
     return fn
 
 
-def _predictions_at(indices: Any, y_pred: Any) -> Any:
-    return y_pred if indices is None else sops.gather_entries(y_pred, indices)
+def _only_observed(values: Any, weights: Any) -> Any:
+    """`values` where an entry is observed, exactly 0 elsewhere (never inf * 0 = NaN)."""
+    return ops.where(ops.greater(weights, 0), values, ops.zeros_like(values))
+
+
+def _predictions_at(indices: Any, y_pred: Any, weights: Any) -> Any:
+    """Predictions at the observed entries; 0 at unobserved ones (a -inf score is fine there)."""
+    if indices is None:
+        return _only_observed(y_pred, weights)
+    return sops.gather_entries(y_pred, indices)
 
 
 def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -> Any:
@@ -151,7 +159,7 @@ def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -
     """
     _validation.check_choice(normalize, "normalize", NORMALIZE)
     indices, values, weights, y_pred = observed_entries(y_true, y_pred)
-    entry_loss = fn(values, _predictions_at(indices, y_pred))
+    entry_loss = fn(values, _predictions_at(indices, y_pred, weights))
     return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=True)
 
 
@@ -162,7 +170,7 @@ def _pointwise(y_true: Any, y_pred: Any, fn, normalize: str) -> Any:
 def _multinomial(y_true: Any, y_pred: Any, normalize: str) -> Any:
     indices, values, weights, y_pred = observed_entries(y_true, y_pred)
     log_probs = ops.log_softmax(y_pred, axis=-1)
-    entry_loss = -values * _predictions_at(indices, log_probs)
+    entry_loss = -values * _predictions_at(indices, log_probs, weights)
     return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=False)
 
 

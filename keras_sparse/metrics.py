@@ -333,8 +333,8 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
         indices, values, weights, y_pred = observed_entries(y_true, ops.cast(y_pred, self.dtype))
-        if indices is None:  # dense target
-            squared = ops.square(y_pred - values)
+        if indices is None:  # dense target: only its non-zero entries count
+            squared = ops.square(ops.where(ops.greater(weights, 0), y_pred - values, 0.0))
             if sample_weight is not None:
                 row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1, 1])
                 weights = weights * row_w

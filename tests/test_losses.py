@@ -221,3 +221,19 @@ def test_compile_with_plain_function_and_scipy_target(tmp_path):
     history = model.fit(SparseDataset(x, x, batch_size=8), epochs=2, verbose=0)
     assert history.history["loss"][1] < history.history["loss"][0]
     assert_round_trips(model, SparseDataset(x, batch_size=8), tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(FUNCS))
+def test_dense_target_ignores_infinite_scores_at_unobserved_entries(kind):
+    # ExcludeSeen writes -inf at seen items; a dense target must not turn them into NaN.
+    y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    y_pred = np.array([[-np.inf, 0.3, -np.inf], [0.2, -np.inf, 0.1]], np.float32)
+    got = np.asarray(FUNCS[kind](y_true, y_pred))
+    finite = np.where(np.isfinite(y_pred), y_pred, 0.0)
+    if kind == "nll":  # the softmax still runs over every column: -inf there has weight 0
+        expected = np.array([-(0.3 - np.log(np.exp(0.3))), 0.0])
+    else:
+        expected = loss_rows(kind, sp.csr_matrix(y_true), finite)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    grad = gradient(lambda p: FUNCS[kind](y_true, p), y_pred)
+    assert np.all(np.isfinite(grad))
