@@ -148,7 +148,8 @@ def to_sparse(x: SparseLike, dtype: Any = None) -> Any:
         x: A SciPy sparse matrix or array of any format, a NumPy array (its
             non-zero entries are stored), a `tf.SparseTensor` or a `BCOO`.
         dtype: Value dtype of the result, e.g. `"float32"`. `None` keeps the
-            dtype of `x`.
+            dtype of `x` (on JAX without `JAX_ENABLE_X64`, JAX itself turns
+            64-bit values into 32-bit ones).
 
     Returns:
         The backend's sparse tensor with the shape of `x`.
