@@ -99,8 +99,8 @@ def coo_parts(x: SparseLike, name: str = "x", dtype: Any = None) -> tuple:
     target = _resolve_dtype(dtype)
     if sp.issparse(x):
         indices, values, shape = csr_to_parts(canonical_csr(x, name))
-    elif _is_any_backend_sparse(x):
-        indices, values, shape = _backend_coo(x)
+    elif is_sparse_tensor(x):
+        indices, values, shape = sparse_tensor_parts(x)
         _validation.check_dtype(values.dtype, name)
         indices, values = _sorted_coo(indices, values, shape)
     else:
@@ -120,12 +120,17 @@ def coo_parts(x: SparseLike, name: str = "x", dtype: Any = None) -> tuple:
     return indices, values, tuple(int(d) for d in shape)
 
 
-def _is_any_backend_sparse(x: Any) -> bool:
-    """A `tf.SparseTensor` or JAX `BCOO`, whichever backend is active."""
+def is_sparse_tensor(x: Any) -> bool:
+    """Whether `x` is a `tf.SparseTensor` or a JAX `BCOO`, whichever backend is active.
+
+    Checked by type name, so a tensor of the other framework is recognised
+    without importing that framework.
+    """
     return B.is_sparse(x) or type(x).__name__ in ("SparseTensor", "BCOO")
 
 
-def _backend_coo(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def sparse_tensor_parts(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Host `(indices, values, shape)` of a `tf.SparseTensor` or `BCOO`, as stored (no padding)."""
     if type(x).__name__ == "BCOO":
         from keras_sparse.backend import jax as jax_backend
 
@@ -246,12 +251,12 @@ def to_scipy(st: Any) -> sp.csr_matrix:
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 
     """
-    if not _is_any_backend_sparse(st):
+    if not is_sparse_tensor(st):
         raise TypeError(
             f"`st` must be a tf.SparseTensor or a JAX BCOO, got {type(st).__name__}. "
             "Use keras_sparse.to_sparse to build one."
         )
-    indices, values, shape = _backend_coo(st)
+    indices, values, shape = sparse_tensor_parts(st)
     _validation.check_ndim(shape, "st", 2)
     rows, cols = indices[:, 0], indices[:, 1]
     keys = rows * max(shape[1], 1) + cols
@@ -265,7 +270,7 @@ def to_scipy(st: Any) -> sp.csr_matrix:
 def _as_csr(matrix: Any, name: str) -> Any:
     if sp.issparse(matrix):
         return canonical_csr(matrix, name)
-    if _is_any_backend_sparse(matrix):
+    if is_sparse_tensor(matrix):
         return to_scipy(matrix)
     if isinstance(matrix, np.ndarray):
         _validation.check_ndim(matrix.shape, name, 2)

@@ -15,9 +15,9 @@ import scipy.sparse as sp
 
 from keras_sparse import _validation
 from keras_sparse.convert import (
-    _is_any_backend_sparse,
     canonical_csr,
     csr_rows_to_sparse,
+    is_sparse_tensor,
     to_scipy,
 )
 
@@ -28,7 +28,7 @@ def _prepare_leaf(value: Any, name: str) -> Any:
     """Turn one user array into the form batches are cut from."""
     if sp.issparse(value):
         return canonical_csr(value, name)
-    if _is_any_backend_sparse(value):
+    if is_sparse_tensor(value):
         _validation.check_ndim(tuple(value.shape), name, 2)
         return to_scipy(value)
     _validation.check_sparse_or_array(value, name)

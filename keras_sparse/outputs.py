@@ -20,10 +20,10 @@ from keras_sparse import _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
 from keras_sparse.convert import (
-    _is_any_backend_sparse,
     canonical_csr,
     csr_rows_to_sparse,
     csr_to_parts,
+    is_sparse_tensor,
     to_scipy,
 )
 from keras_sparse.data import SparseDataset
@@ -36,7 +36,7 @@ VALUES = ("scores", "ranks")
 def _as_exclude_csr(exclude: Any, shape: tuple[int, int]) -> Any:
     if exclude is None:
         return None
-    if _is_any_backend_sparse(exclude):
+    if is_sparse_tensor(exclude):
         exclude = to_scipy(exclude)
     if not sp.issparse(exclude):
         exclude = sp.csr_matrix(np.asarray(exclude))

@@ -87,9 +87,9 @@ def assert_config_round_trips(obj):
 
 def host_coo(x):
     """(indices, values, shape) of a backend sparse tensor on the host, padding removed."""
-    from keras_sparse.convert import _backend_coo
+    from keras_sparse.convert import sparse_tensor_parts
 
-    return _backend_coo(x)
+    return sparse_tensor_parts(x)
 
 
 def dense_of(x):

@@ -164,6 +164,7 @@ def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
     x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
     variables = model.trainable_variables
     tables = {id(variables[i]): i for i in table_indices}
+    rest_indices = [i for i in range(len(trainable)) if i not in table_indices]
 
     def full(rest: list) -> list:
         values = list(trainable)
@@ -175,7 +176,6 @@ def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
         return (full(rest), non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars)
 
     # 1. Record the gathers (shapes only: abstract evaluation at trace time).
-    rest_indices = [i for i in range(len(trainable)) if id(variables[i]) not in tables]
     recorded: list = []
 
     def record(rest: list) -> Any:
