@@ -12,11 +12,15 @@ from keras_sparse import (
     outputs,
     ranking,
 )
+from keras_sparse import _identifiers, _keras_hooks
 from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor
 from keras_sparse.export import export_saved_model
 from keras_sparse.outputs import evaluate_topk, predict_topk
 
 __version__ = "0.1.0"
+
+_identifiers.install()  # compile(loss="sparse_mse", metrics=["ndcg"], optimizer="lazy_adam")
+_keras_hooks.install()  # SciPy in model(...)/train_on_batch; warnings that name the fix
 
 __all__ = [
     "__version__",

@@ -130,3 +130,41 @@ def check_sparse_or_array(value: Any, name: str) -> None:
         f"`{name}` must be a SciPy sparse matrix or array, a NumPy array or a "
         f"sparse tensor of the Keras backend ({B.NAME}), got {type(value).__name__}."
     )
+
+
+def _static(shape: Any) -> tuple:
+    """A shape as a tuple of ints and Nones (None where only known at run time)."""
+    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    return tuple(d if isinstance(d, (int, np.integer)) else None for d in dims)
+
+
+def check_target_shape(true_shape: Any, pred_shape: Any, where: str) -> None:
+    """Check that a `(rows, items)` target and the predictions it scores have one shape.
+
+    Dimensions known only at run time (None) are not compared. Without this,
+    a target wider than the predictions fails deep inside a gather kernel and
+    a narrower one silently scores the wrong entries.
+    """
+    true_shape, pred_shape = _static(true_shape), _static(pred_shape)
+    if len(true_shape) != len(pred_shape):
+        raise ValueError(
+            f"{where}: `y_true` has shape {true_shape} but `y_pred` has shape {pred_shape}; "
+            "both must be (rows, items)."
+        )
+    mismatch = [
+        axis
+        for axis, (t, p) in enumerate(zip(true_shape, pred_shape))
+        if t is not None and p is not None and t != p
+    ]
+    if not mismatch:
+        return
+    if mismatch[0] == len(true_shape) - 1:
+        fix = (
+            f"the model's output needs one unit per item: {true_shape[-1]} (for example "
+            f"`Dense({true_shape[-1]})`), or the target has the wrong number of columns"
+        )
+    else:
+        fix = "pass as many target rows as input rows (one per sample)"
+    raise ValueError(
+        f"{where}: `y_true` has shape {true_shape} but `y_pred` has shape {pred_shape}; {fix}."
+    )

@@ -8,6 +8,8 @@ dense `y_true` means "the non-zero entries are observed".
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -19,6 +21,7 @@ from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 __all__ = [
+    "MaskedLoss",
     "SparseBinaryCrossentropy",
     "SparseHuber",
     "SparseMeanAbsoluteError",
@@ -36,7 +39,9 @@ __all__ = [
 NORMALIZE = ("row", "entries")
 
 
-def observed_entries(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
+def observed_entries(
+    y_true: Any, y_pred: Any, where: str = "keras_sparse loss"
+) -> tuple[Any, Any, Any, Any]:
     """The observed entries of a 2-D target and the 2-D `y_pred` they index.
 
     Returns `(indices, values, weights, y_pred)`: for a sparse `y_true`
@@ -47,11 +52,13 @@ def observed_entries(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
     y_pred = ops.convert_to_tensor(y_pred)
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
+        _validation.check_target_shape(B.sparse_shape(y_true), y_pred.shape, where)
         e = sops.entries(y_true, y_pred.dtype)
         weights = ops.ones_like(e.values) if e.valid is None else ops.cast(e.valid, y_pred.dtype)
         return e.indices, e.values, weights, y_pred
     y_true = ops.convert_to_tensor(y_true)
     _check_rank(tuple(y_true.shape))
+    _validation.check_target_shape(y_true.shape, y_pred.shape, where)
     observed = ops.cast(ops.not_equal(y_true, 0), y_pred.dtype)
     return None, ops.cast(y_true, y_pred.dtype), observed, y_pred
 
@@ -98,25 +105,19 @@ def _absolute(t: Any, p: Any) -> Any:
     return ops.abs(p - t)
 
 
-def _huber(delta: float):
-    def fn(t: Any, p: Any) -> Any:
-        err = ops.abs(p - t)
-        d = ops.cast(delta, err.dtype)
-        return ops.where(err <= d, 0.5 * ops.square(err), d * err - 0.5 * d * d)
-
-    return fn
+def _huber(t: Any, p: Any, delta: float = 1.0) -> Any:
+    err = ops.abs(p - t)
+    d = ops.cast(delta, err.dtype)
+    return ops.where(err <= d, 0.5 * ops.square(err), d * err - 0.5 * d * d)
 
 
-def _binary_crossentropy(from_logits: bool):
-    def fn(t: Any, p: Any) -> Any:
-        if from_logits:
-            # max(p, 0) - p * t + log(1 + exp(-|p|)): stable for any logit.
-            return ops.relu(p) - p * t + ops.log1p(ops.exp(-ops.abs(p)))
-        eps = ops.cast(keras.backend.epsilon(), p.dtype)
-        p = ops.clip(p, eps, 1 - eps)
-        return -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
-
-    return fn
+def _binary_crossentropy(t: Any, p: Any, from_logits: bool = False) -> Any:
+    if from_logits:
+        # max(p, 0) - p * t + log(1 + exp(-|p|)): stable for any logit.
+        return ops.relu(p) - p * t + ops.log1p(ops.exp(-ops.abs(p)))
+    eps = ops.cast(keras.backend.epsilon(), p.dtype)
+    p = ops.clip(p, eps, 1 - eps)
+    return -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
 
 
 def _only_observed(values: Any, weights: Any) -> Any:
@@ -131,7 +132,9 @@ def _predictions_at(indices: Any, y_pred: Any, weights: Any) -> Any:
     return sops.gather_entries(y_pred, indices)
 
 
-def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -> Any:
+def masked_row_mean(
+    fn: Any, y_true: Any, y_pred: Any, normalize: str = "row", where: str = "keras_sparse loss"
+) -> Any:
     """Mean of `fn(target, prediction)` over each row's observed entries.
 
     The building block of every pointwise loss here, for your own: `fn` gets
@@ -144,6 +147,7 @@ def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -
         y_true: Sparse or dense `(rows, items)` target (see `sparse_mse`).
         y_pred: Dense `(rows, items)` predictions.
         normalize: `"row"` (mean per row) or `"entries"` (see the loss classes).
+        where: What a shape error names (the loss).
 
     Returns:
         A `(rows,)` tensor, 0 for rows without observed entries.
@@ -158,17 +162,15 @@ def masked_row_mean(fn: Any, y_true: Any, y_pred: Any, normalize: str = "row") -
         [0.0]
     """
     _validation.check_choice(normalize, "normalize", NORMALIZE)
-    indices, values, weights, y_pred = observed_entries(y_true, y_pred)
+    indices, values, weights, y_pred = observed_entries(y_true, y_pred, where)
     entry_loss = fn(values, _predictions_at(indices, y_pred, weights))
     return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=True)
 
 
-def _pointwise(y_true: Any, y_pred: Any, fn, normalize: str) -> Any:
-    return masked_row_mean(fn, y_true, y_pred, normalize)
-
-
-def _multinomial(y_true: Any, y_pred: Any, normalize: str) -> Any:
-    indices, values, weights, y_pred = observed_entries(y_true, y_pred)
+def _multinomial(
+    y_true: Any, y_pred: Any, normalize: str = "row", where: str = "sparse_multinomial_nll"
+) -> Any:
+    indices, values, weights, y_pred = observed_entries(y_true, y_pred, where)
     log_probs = ops.log_softmax(y_pred, axis=-1)
     entry_loss = -values * _predictions_at(indices, log_probs, weights)
     return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=False)
@@ -195,7 +197,7 @@ def sparse_mse(y_true: Any, y_pred: Any) -> Any:
         >>> np.asarray(ks.losses.sparse_mse(y_true, np.array([[9.0, 2.0], [1.0, 1.0]]))).tolist()
         [4.0, 0.0]
     """
-    return _pointwise(y_true, y_pred, _squared, "row")
+    return masked_row_mean(_squared, y_true, y_pred, where="sparse_mse")
 
 
 @register
@@ -216,7 +218,7 @@ def sparse_mae(y_true: Any, y_pred: Any) -> Any:
         >>> np.asarray(ks.losses.sparse_mae(y_true, [[0.0, 5.0, 0.0]])).tolist()
         [2.0]
     """
-    return _pointwise(y_true, y_pred, _absolute, "row")
+    return masked_row_mean(_absolute, y_true, y_pred, where="sparse_mae")
 
 
 @register
@@ -239,7 +241,8 @@ def sparse_huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Any:
         [1.3125]
     """
     delta = _validation.check_float(delta, "delta", low=0.0)
-    return _pointwise(y_true, y_pred, _huber(delta), "row")
+    fn = functools.partial(_huber, delta=delta)
+    return masked_row_mean(fn, y_true, y_pred, where="sparse_huber")
 
 
 @register
@@ -264,7 +267,8 @@ def sparse_binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = Fal
         0.6931...
     """
     from_logits = _validation.check_bool(from_logits, "from_logits")
-    return _pointwise(y_true, y_pred, _binary_crossentropy(from_logits), "row")
+    fn = functools.partial(_binary_crossentropy, from_logits=from_logits)
+    return masked_row_mean(fn, y_true, y_pred, where="sparse_binary_crossentropy")
 
 
 @register
@@ -288,21 +292,63 @@ def sparse_multinomial_nll(y_true: Any, y_pred: Any) -> Any:
         >>> round(float(ks.losses.sparse_multinomial_nll(y_true, [[0.0, 0.0]])[0]), 4)
         0.6931
     """
-    return _multinomial(y_true, y_pred, "row")
+    return _multinomial(y_true, y_pred)
 
 
-class _MaskedLoss(keras.losses.Loss):
-    """Shared machinery of the loss classes: `normalize`, reduction, config."""
+@register
+class MaskedLoss(keras.losses.Loss):
+    """A Keras loss class from an elementwise loss, scored only on observed entries.
+
+    `fn(t, p, **kwargs)` gets the observed target values and the predictions
+    at the same entries and returns one loss per entry; each row's loss is
+    the mean over its observed entries (see `masked_row_mean`), and Keras's
+    `reduction` and per-row `sample_weight` apply as for any Keras loss.
+    Every built-in loss class here is a `MaskedLoss`.
+
+    Args:
+        fn: Elementwise loss `fn(t, p, **kwargs)` written with `keras.ops`. To
+            save a model that uses it, register it with
+            `keras.saving.register_keras_serializable()`.
+        normalize: `"row"` (default) weighs every row equally (the mean of the
+            per-row means); `"entries"` weighs every observed entry of the
+            batch equally (total loss / number of observed entries).
+        reduction: Keras reduction (`"sum_over_batch_size"`, `"sum"`, `None`, ...).
+        name: Name of the loss; default the name of `fn`.
+        dtype: Dtype of the computation.
+        **kwargs: Keyword arguments passed to `fn` (saved in the config).
+
+    Examples:
+        >>> import keras, scipy.sparse as sp
+        >>> import keras_sparse as ks
+        >>> def log_cosh(t, p):
+        ...     return keras.ops.log(keras.ops.cosh(p - t))
+        >>> loss = ks.losses.MaskedLoss(log_cosh)
+        >>> y_true = ks.to_sparse(sp.csr_matrix([[1.0, 0.0, 3.0]]), dtype="float32")
+        >>> round(float(loss(y_true, [[1.0, 9.0, 3.0]])), 4)
+        0.0
+    """
 
     def __init__(
         self,
+        fn: Callable[..., Any],
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
+        **kwargs: Any,
     ) -> None:
+        if not callable(fn):
+            raise TypeError(
+                f"`fn` must be a function fn(t, p) returning one loss per entry, got "
+                f"{type(fn).__name__}: {fn!r}."
+            )
+        if name is None:
+            name = getattr(fn, "__name__", "")
+            name = name if name.isidentifier() else "masked_loss"
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.fn = fn
         self.normalize = _validation.check_choice(normalize, "normalize", NORMALIZE)
+        self._fn_kwargs = kwargs
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras's base __call__ converts y_true with ops.convert_to_tensor, which
@@ -311,14 +357,37 @@ class _MaskedLoss(keras.losses.Loss):
             y_true = ops.cast(y_true, self.dtype)
         return super().__call__(y_true, y_pred, sample_weight)
 
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        fn = functools.partial(self.fn, **self._fn_kwargs) if self._fn_kwargs else self.fn
+        return masked_row_mean(fn, y_true, y_pred, self.normalize, where=f"loss {self.name!r}")
+
     def get_config(self) -> dict:
         config = super().get_config()
-        config["normalize"] = self.normalize
+        config.update(
+            fn=keras.saving.serialize_keras_object(self.fn),
+            normalize=self.normalize,
+            **self._fn_kwargs,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> MaskedLoss:
+        if "fn" in config:
+            config = {**config, "fn": keras.saving.deserialize_keras_object(config["fn"])}
+        return cls(**config)
+
+
+class _BuiltinMaskedLoss(MaskedLoss):
+    """A built-in masked loss: its class fixes `fn`, so the config leaves it out."""
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["fn"]
         return config
 
 
 @register
-class SparseMeanSquaredError(_MaskedLoss):
+class SparseMeanSquaredError(_BuiltinMaskedLoss):
     """Masked mean squared error: only the observed entries of `y_true` count.
 
     Args:
@@ -339,18 +408,15 @@ class SparseMeanSquaredError(_MaskedLoss):
     def __init__(
         self,
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_mean_squared_error",
         dtype: Any = None,
     ) -> None:
-        super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return _pointwise(y_true, y_pred, _squared, self.normalize)
+        super().__init__(_squared, normalize, reduction, name, dtype)
 
 
 @register
-class SparseMeanAbsoluteError(_MaskedLoss):
+class SparseMeanAbsoluteError(_BuiltinMaskedLoss):
     """Masked mean absolute error: only the observed entries of `y_true` count.
 
     Args:
@@ -367,18 +433,15 @@ class SparseMeanAbsoluteError(_MaskedLoss):
     def __init__(
         self,
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_mean_absolute_error",
         dtype: Any = None,
     ) -> None:
-        super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return _pointwise(y_true, y_pred, _absolute, self.normalize)
+        super().__init__(_absolute, normalize, reduction, name, dtype)
 
 
 @register
-class SparseHuber(_MaskedLoss):
+class SparseHuber(_BuiltinMaskedLoss):
     """Masked Huber loss: only the observed entries of `y_true` count.
 
     Args:
@@ -397,22 +460,17 @@ class SparseHuber(_MaskedLoss):
         self,
         delta: float = 1.0,
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_huber",
         dtype: Any = None,
     ) -> None:
-        super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
-        self.delta = _validation.check_float(delta, "delta", low=0.0)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return _pointwise(y_true, y_pred, _huber(self.delta), self.normalize)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "delta": self.delta}
+        delta = _validation.check_float(delta, "delta", low=0.0)
+        super().__init__(_huber, normalize, reduction, name, dtype, delta=delta)
+        self.delta = delta
 
 
 @register
-class SparseBinaryCrossentropy(_MaskedLoss):
+class SparseBinaryCrossentropy(_BuiltinMaskedLoss):
     """Masked binary cross-entropy: only the observed entries of `y_true` count.
 
     Args:
@@ -431,23 +489,19 @@ class SparseBinaryCrossentropy(_MaskedLoss):
         self,
         from_logits: bool = False,
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_binary_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
-        self.from_logits = _validation.check_bool(from_logits, "from_logits")
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        fn = _binary_crossentropy(self.from_logits)
-        return _pointwise(y_true, y_pred, fn, self.normalize)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "from_logits": self.from_logits}
+        from_logits = _validation.check_bool(from_logits, "from_logits")
+        super().__init__(
+            _binary_crossentropy, normalize, reduction, name, dtype, from_logits=from_logits
+        )
+        self.from_logits = from_logits
 
 
 @register
-class SparseMultinomialNLL(_MaskedLoss):
+class SparseMultinomialNLL(_BuiltinMaskedLoss):
     """Multinomial negative log-likelihood (Mult-VAE) over the observed entries.
 
     With `normalize="row"` each row contributes its summed NLL (the Mult-VAE
@@ -468,11 +522,11 @@ class SparseMultinomialNLL(_MaskedLoss):
     def __init__(
         self,
         normalize: str = "row",
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_multinomial_nll",
         dtype: Any = None,
     ) -> None:
-        super().__init__(normalize=normalize, reduction=reduction, name=name, dtype=dtype)
+        super().__init__(_multinomial, normalize, reduction, name, dtype)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        return _multinomial(y_true, y_pred, self.normalize)
+        return _multinomial(y_true, y_pred, self.normalize, where=f"loss {self.name!r}")

@@ -80,7 +80,9 @@ class _RankingMetric(_TotalCountMetric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate the per-row values of one batch."""
         scores = ops.cast(y_pred, self.dtype)
-        ranked = ranking.rank(y_true, scores, self.k, self.relevance_threshold)
+        ranked = ranking.rank(
+            y_true, scores, self.k, self.relevance_threshold, where=f"metric {self.name!r}"
+        )
         values = ranking.row_values(ranked, self.metric, self.k, **self._options())
         weights = ranking.row_weights(ranked, self.empty_rows, sample_weight)
         self._add(ops.sum(values * weights), ops.sum(weights))
@@ -332,7 +334,9 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
-        indices, values, weights, y_pred = observed_entries(y_true, ops.cast(y_pred, self.dtype))
+        indices, values, weights, y_pred = observed_entries(
+            y_true, ops.cast(y_pred, self.dtype), f"metric {self.name!r}"
+        )
         if indices is None:  # dense target: only its non-zero entries count
             squared = ops.square(ops.where(ops.greater(weights, 0), y_pred - values, 0.0))
             if sample_weight is not None:

@@ -417,7 +417,13 @@ def _evaluate_step(
         def step(state: Any, batch_x: Any, y_true: Any, exclude: Any) -> tuple[Any, Any]:
             scores = score(state, batch_x)
             ranked = ranking.rank(
-                y_true, scores, max(ks), opts["relevance_threshold"], exclude, extra
+                y_true,
+                scores,
+                max(ks),
+                opts["relevance_threshold"],
+                exclude,
+                extra,
+                where="evaluate_top_k",
             )
             weights = ranking.row_weights(ranked, opts["empty_rows"])
             sums = []

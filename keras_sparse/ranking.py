@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
+from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
 
@@ -129,6 +130,7 @@ def rank(
     relevance_threshold: float = 0.0,
     exclude: Any = None,
     extra: int | None = None,
+    where: str = "ranking",
 ) -> Ranked:
     """Rank one batch: top-k items per row and their relevance against `y_true`.
 
@@ -142,8 +144,11 @@ def rank(
             leave the relevant set.
         extra: With `exclude`, an upper bound on any row's number of excluded
             items; enables `top_k_excluding` instead of rewriting the scores.
+        where: What to name in a shape error (the metric or function).
     """
     sparse_truth = B.is_sparse(y_true)
+    true_shape = B.sparse_shape(y_true) if sparse_truth else ops.shape(y_true)
+    _validation.check_target_shape(true_shape, ops.shape(scores), where)
     if exclude is not None and (extra is None or not sparse_truth or not B.is_sparse(exclude)):
         scores, exclude = sops.mask_scores(scores, exclude), None
     scores = sops.candidate_scores(scores)

@@ -172,7 +172,7 @@ def test_evaluate_topk_equals_metric_classes_and_reference():
         (
             lambda: ks.evaluate_topk(_scorer(), sp.eye(3, 10), sp.eye(3, 7), verbose=0),
             ValueError,
-            "scores 12 items",
+            r"evaluate_top_k: `y_true` has shape \(\w+, 7\) but `y_pred` has shape \(\w+, 12\)",
         ),
         (
             lambda: ks.predict_topk(_scorer(), SparseDataset(sp.eye(3, 10), shuffle=True), 2),

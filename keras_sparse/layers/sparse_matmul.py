@@ -91,7 +91,33 @@ class SparseMatMul(keras.layers.Layer):
         """Whether the layer holds a fixed matrix (True) or takes two operands."""
         return self.matrix_shape is not None
 
+    def _check_operands(self, input_shape: Any) -> None:
+        """Raise a ValueError naming both shapes when the inner dimensions differ."""
+        if self.fixed:
+            a_shape, b_shape = tuple(self.matrix_shape), tuple(input_shape)
+        elif (
+            isinstance(input_shape, (list, tuple))
+            and len(input_shape) == 2
+            and all(isinstance(s, (list, tuple)) for s in input_shape)
+        ):
+            a_shape, b_shape = (tuple(s) for s in input_shape)
+        else:
+            return  # call() explains the expected [sparse, dense] pair
+        if len(a_shape) < 2 or len(b_shape) < 2:
+            return
+        inner_a = a_shape[-2] if self.transpose_a else a_shape[-1]
+        inner_b = b_shape[-2]
+        if inner_a is not None and inner_b is not None and inner_a != inner_b:
+            a_name = "the fixed matrix" if self.fixed else "the sparse operand"
+            raise ValueError(
+                f"SparseMatMul: {a_name} has shape {a_shape}"
+                f"{' (transposed)' if self.transpose_a else ''} but the dense operand has "
+                f"shape {b_shape}; its second-to-last dimension must be {inner_a}. Check "
+                "`transpose_a` or the order of the operands."
+            )
+
     def build(self, input_shape: Any) -> None:
+        self._check_operands(input_shape)
         if not self.fixed:
             return
         nnz = self.matrix_nnz

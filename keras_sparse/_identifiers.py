@@ -1,0 +1,92 @@
+"""String identifiers: `compile(optimizer="lazy_adam", loss="sparse_mse", metrics=["ndcg"])`.
+
+Keras resolves a loss or metric string through a module-level table of its
+own (`keras.losses.get` never looks at registered custom objects), and an
+optimizer string through deserialization. `install()` adds our names to
+those three tables, never replacing a name Keras already uses, so Keras's
+own identifiers keep their meaning. A metric class named by a string is
+built with its defaults (`"ndcg"` is `NDCGAtK(k=10)`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def snake_case(name: str) -> str:
+    """`"NDCGAtK"` -> `"ndcg_at_k"`, as Keras spells its own identifiers."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _names(objects: dict[str, Any], aliases: dict[str, Any]) -> dict[str, Any]:
+    """`objects` under their own name and snake_case name, then `aliases`."""
+    table: dict[str, Any] = {}
+    for name, obj in objects.items():
+        table.setdefault(name, obj)
+        table.setdefault(snake_case(name), obj)
+    for name, obj in aliases.items():
+        table.setdefault(name, obj)
+    return table
+
+
+def tables() -> dict[str, dict[str, Any]]:
+    """Our identifiers per kind: `{"losses": {...}, "metrics": {...}, "optimizers": {...}}`."""
+    from keras_sparse import losses, metrics, optimizers
+
+    loss_functions = {
+        name: getattr(losses, name)
+        for name in (
+            "sparse_mse",
+            "sparse_mae",
+            "sparse_huber",
+            "sparse_binary_crossentropy",
+            "sparse_multinomial_nll",
+        )
+    }
+    loss_classes = {
+        name: getattr(losses, name)
+        for name in losses.__all__
+        if isinstance(getattr(losses, name), type) and name != "MaskedLoss"
+    }
+    metric_classes = {name: getattr(metrics, name) for name in metrics.__all__}
+    # No "precision" or "recall": those are Keras's own metrics.
+    short_metrics = {
+        "ndcg": metrics.NDCGAtK,
+        "map": metrics.MAPAtK,
+        "hit_rate": metrics.HitRateAtK,
+        "mrr": metrics.MRRAtK,
+        "sparse_rmse": metrics.SparseRootMeanSquaredError,
+    }
+    return {
+        # Functions first: `"sparse_huber"` is the function, as `"huber"` is in Keras.
+        "losses": _names({**loss_functions, **loss_classes}, {}),
+        "metrics": _names({**metric_classes, **loss_functions}, short_metrics),
+        "optimizers": _names({"LazyAdam": optimizers.LazyAdam}, {"lazyadam": optimizers.LazyAdam}),
+    }
+
+
+def install() -> bool:
+    """Add our identifiers to Keras's lookup tables; idempotent.
+
+    Returns False (adding nothing) if this Keras keeps its tables elsewhere;
+    then only objects, not strings, can be passed to `compile`.
+    """
+    try:
+        from keras.src import losses as keras_losses
+        from keras.src import metrics as keras_metrics
+        from keras.src import optimizers as keras_optimizers
+    except ImportError:  # pragma: no cover - a Keras layout we do not know
+        return False
+    targets = {
+        "losses": getattr(keras_losses, "ALL_OBJECTS_DICT", None),
+        "metrics": getattr(keras_metrics, "ALL_OBJECTS_DICT", None),
+        "optimizers": getattr(keras_optimizers, "ALL_OBJECTS_DICT", None),
+    }
+    if not all(isinstance(table, dict) for table in targets.values()):  # pragma: no cover
+        return False
+    for kind, ours in tables().items():
+        for name, obj in ours.items():
+            targets[kind].setdefault(name, obj)
+    return True

@@ -1,0 +1,183 @@
+"""Small, guarded additions to Keras so that sparse data behaves the same everywhere.
+
+`install()` (run by `import keras_sparse`) wraps four Keras methods; each
+wrapper does its one job and then calls the original unchanged:
+
+- `Layer.__call__` converts SciPy sparse inputs to the backend's sparse
+  tensor, so `model(csr)` and `layer(csr)` work as `fit(csr)` does;
+- `Model.train_on_batch` / `test_on_batch` / `predict_on_batch` do the same
+  for `x` and `y`;
+- the compiled loss warns once when a Keras built-in loss (`"mse"`, ...) gets
+  a sparse target, naming our masked loss;
+- a functional model warns once when a sparse tensor reaches an `Input`
+  declared without `sparse=True` (Keras densifies it there).
+
+Every wrapper is installed at most once, and a method that this Keras does
+not have is left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import scipy.sparse as sp
+
+from keras_sparse import backend as B
+from keras_sparse._identifiers import snake_case
+
+_MARK = "_keras_sparse_hook"
+
+# Keras built-in loss -> the masked loss that scores only observed entries.
+SPARSE_ALTERNATIVES = {
+    "mean_squared_error": "keras_sparse.losses.sparse_mse",
+    "mean_absolute_error": "keras_sparse.losses.sparse_mae",
+    "huber": "keras_sparse.losses.sparse_huber",
+    "binary_crossentropy": "keras_sparse.losses.sparse_binary_crossentropy",
+    "categorical_crossentropy": "keras_sparse.losses.sparse_multinomial_nll",
+}
+
+
+def _has_scipy(value: Any) -> bool:
+    if sp.issparse(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(sp.issparse(v) for v in value)
+    if isinstance(value, dict):
+        return any(sp.issparse(v) for v in value.values())
+    return False
+
+
+def _to_backend(value: Any) -> Any:
+    """SciPy leaves of `value` as backend sparse tensors (float values as `floatx`)."""
+    from keras_sparse.convert import to_sparse
+
+    def convert(leaf: Any) -> Any:
+        if not sp.issparse(leaf):
+            return leaf
+        floating = np.issubdtype(leaf.dtype, np.floating)
+        return to_sparse(leaf, dtype=keras.backend.floatx() if floating else None)
+
+    if isinstance(value, (list, tuple)):
+        return type(value)(convert(v) for v in value)
+    if isinstance(value, dict):
+        return {key: convert(v) for key, v in value.items()}
+    return convert(value)
+
+
+def _wrap(owner: type, name: str, make: Callable[[Callable], Callable]) -> bool:
+    original = getattr(owner, name, None)
+    if original is None:  # pragma: no cover - a Keras layout we do not know
+        return False
+    if not getattr(original, _MARK, False):
+        wrapper = functools.wraps(original)(make(original))
+        setattr(wrapper, _MARK, True)
+        setattr(owner, name, wrapper)
+    return True
+
+
+def _scipy_call(original: Callable) -> Callable:
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and _has_scipy(args[0]):
+            args = (_to_backend(args[0]), *args[1:])
+        elif "inputs" in kwargs and _has_scipy(kwargs["inputs"]):
+            kwargs["inputs"] = _to_backend(kwargs["inputs"])
+        return original(self, *args, **kwargs)
+
+    return __call__
+
+
+def _scipy_batch(original: Callable) -> Callable:
+    def on_batch(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(_to_backend(a) if _has_scipy(a) else a for a in args)
+        kwargs = {k: _to_backend(v) if _has_scipy(v) else v for k, v in kwargs.items()}
+        return original(self, _to_backend(x) if _has_scipy(x) else x, *args, **kwargs)
+
+    return on_batch
+
+
+def _builtin_loss_name(loss: Any) -> str | None:
+    """The Keras built-in name of `loss` (`"mean_squared_error"`, ...), None if not built in."""
+    if isinstance(loss, str):
+        try:
+            loss = keras.losses.get(loss)
+        except ValueError:
+            return None
+    fn = getattr(loss, "fn", loss)  # a LossFunctionWrapper holds the function
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    if not module.startswith("keras."):
+        return None
+    return getattr(fn, "__name__", None) or snake_case(type(fn).__name__)
+
+
+def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
+    """The advice for a Keras built-in loss compiled against a sparse target, else None."""
+    if not any(B.is_sparse(leaf) for leaf in keras.tree.flatten(y_true)):
+        return None
+    for loss in keras.tree.flatten(user_loss):
+        name = _builtin_loss_name(loss)
+        if name is not None:
+            alternative = SPARSE_ALTERNATIVES.get(name, "a loss from keras_sparse.losses")
+            return (
+                f"The Keras loss {name!r} got a sparse target: Keras cannot score a sparse "
+                "`y_true` without densifying it (rows x columns of memory), and would count "
+                f"every unobserved entry as an observed 0. Use {alternative} (or its string "
+                "name), which scores only the observed entries."
+            )
+    return None
+
+
+def _checked_loss(original: Callable) -> Callable:
+    def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        advice = None
+        if not getattr(self, "_keras_sparse_checked", False):
+            self._keras_sparse_checked = True
+            advice = builtin_loss_on_sparse(getattr(self, "_user_loss", None), y_true)
+            if advice:
+                warnings.warn(advice, UserWarning, stacklevel=3)
+        try:
+            return original(self, y_true, y_pred, sample_weight)
+        except (TypeError, ValueError, NotImplementedError) as err:
+            if advice:  # Keras's own error says nothing about the cause
+                raise ValueError(advice) from err
+            raise
+
+    return __call__
+
+
+def _checked_inputs(original: Callable) -> Callable:
+    def _convert_inputs_to_tensors(self: Any, flat_inputs: Any) -> Any:
+        if not getattr(self, "_keras_sparse_dense_warned", False):
+            for x, declared in zip(flat_inputs, self._inputs):
+                if x is not None and not declared.sparse and B.is_sparse(x):
+                    object.__setattr__(self, "_keras_sparse_dense_warned", True)
+                    warnings.warn(
+                        f"Model {self.name!r} got a sparse tensor for its input "
+                        f"{declared.name!r}, declared without `sparse=True`, so Keras "
+                        "densifies every batch (rows x columns of memory). Declare it as "
+                        "`keras.Input(shape, sparse=True)` and feed it to "
+                        "`keras_sparse.layers.SparseDenseInput` or a `Dense` layer.",
+                        UserWarning,
+                        stacklevel=4,
+                    )
+                    break
+        return original(self, flat_inputs)
+
+    return _convert_inputs_to_tensors
+
+
+def install() -> bool:
+    """Install the wrappers above (idempotent); False if any Keras method was missing."""
+    from keras.src.models.functional import Functional
+    from keras.src.trainers import compile_utils
+
+    done = [_wrap(keras.layers.Layer, "__call__", _scipy_call)]
+    for name in ("train_on_batch", "test_on_batch", "predict_on_batch"):
+        done.append(_wrap(keras.Model, name, _scipy_batch))
+    done.append(_wrap(compile_utils.CompileLoss, "__call__", _checked_loss))
+    done.append(_wrap(Functional, "_convert_inputs_to_tensors", _checked_inputs))
+    return all(done)
