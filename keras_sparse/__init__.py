@@ -1,6 +1,8 @@
 """keras_sparse: train and serve Keras 3 models on sparse data without densifying it."""
 
 from keras_sparse import (
+    _identifiers,
+    _keras_hooks,
     backend,  # noqa: F401 - picks the backend, fails clearly if unsupported
     data,
     datasets,
@@ -12,7 +14,6 @@ from keras_sparse import (
     outputs,
     ranking,
 )
-from keras_sparse import _identifiers, _keras_hooks
 from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor
 from keras_sparse.export import export_saved_model
 from keras_sparse.outputs import evaluate_topk, predict_topk

@@ -88,9 +88,7 @@ def _per_row(
     if normalize == "entries":
         # Under a tf.distribute strategy the counts are those of the global batch,
         # so the replicas together give total loss / total entries, as on one device.
-        count, rows_in_batch = B.replica_sum(
-            ops.sum(counts), ops.cast(num_rows, totals.dtype)
-        )
+        count, rows_in_batch = B.replica_sum(ops.sum(counts), ops.cast(num_rows, totals.dtype))
         return ops.divide_no_nan(totals * rows_in_batch, count)
     if not mean:
         return totals

@@ -197,9 +197,7 @@ def test_out_of_range_index_raises_index_error(xy):
 
 
 def _rows_of(batch):
-    return (
-        dense_of(batch) if B.is_sparse(batch) else np.asarray(batch)
-    )
+    return dense_of(batch) if B.is_sparse(batch) else np.asarray(batch)
 
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3, 7])

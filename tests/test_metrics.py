@@ -327,7 +327,5 @@ def test_autoencoder_recommender_beats_popularity():
     ]
     popularity = np.tile(np.asarray(train.sum(axis=0)).ravel(), (users, 1)).astype(np.float32)
     base = metrics.RecallAtK(20)
-    base.update_state(
-        ks.to_sparse(held), ks.ranking.mask_scores(popularity, ks.to_sparse(train))
-    )
+    base.update_state(ks.to_sparse(held), ks.ranking.mask_scores(popularity, ks.to_sparse(train)))
     assert ours > float(base.result()) + 0.05, (ours, float(base.result()))

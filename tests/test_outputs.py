@@ -191,9 +191,7 @@ def test_invalid_arguments(call, error, match):
 def test_top_k_excluding_equals_masking(case, slack):
     scores, exclude, k = case
     most = int(np.diff(exclude.indptr).max(initial=0))
-    vals, idx, valid = ks.ranking.top_k_excluding(
-        scores, ks.to_sparse(exclude), k, most + slack
-    )
+    vals, idx, valid = ks.ranking.top_k_excluding(scores, ks.to_sparse(exclude), k, most + slack)
     expected = _reference_rows(scores, k, exclude)
     got = [np.asarray(idx)[u][np.asarray(valid)[u]].tolist() for u in range(scores.shape[0])]
     assert got == expected

@@ -109,9 +109,7 @@ def _canonicalize(indices: Any, values: Any, valid: Any, shape: tuple) -> tuple:
     indices = jnp.where(valid[:, None], indices, limit[None, :])
     order = jnp.lexsort(tuple(indices[:, d] for d in reversed(range(indices.shape[1]))))
     indices, values, valid = indices[order], values[order], valid[order]
-    new = jnp.concatenate(
-        [jnp.ones((1,), bool), jnp.any(indices[1:] != indices[:-1], axis=1)]
-    )
+    new = jnp.concatenate([jnp.ones((1,), bool), jnp.any(indices[1:] != indices[:-1], axis=1)])
     segment = jnp.cumsum(new) - 1
     values = jax.ops.segment_sum(values, segment, size)
     first = jnp.full((size, indices.shape[1]), limit, indices.dtype)

@@ -64,7 +64,6 @@ def test_output_and_gradient_match_dense_reference(combiner, sparse):
 def test_tensorflow_kernel_gradient_is_indexed_slices_over_touched_rows():
     import tensorflow as tf
 
-
     layer = SparseDenseInput(3)
     inputs = ks.to_sparse(_x())
     with tf.GradientTape() as tape:
