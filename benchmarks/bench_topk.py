@@ -1,12 +1,12 @@
-"""Top-k benchmark: predict_topk / evaluate_topk vs implicit and a NumPy baseline.
+"""Top-k benchmark: predict_top_k / evaluate_top_k vs implicit and a NumPy baseline.
 
 50k users x 20k items, a 64-factor Keras model (user embeddings in, scores
 against item embeddings out), K = 10 and 100, 20 excluded training items per
 user. Compared in one run:
-- `predict_topk` (TensorFlow, batch 1000),
+- `predict_top_k` (TensorFlow, batch 1000),
 - `implicit.cpu.topk.topk` with the training filter (2 threads), when installed,
 - NumPy: `argpartition` + sort over 1000-user batches.
-and `evaluate_topk` vs `implicit.evaluation.ranking_metrics_at_k`. Peak RSS of
+and `evaluate_top_k` vs `implicit.evaluation.ranking_metrics_at_k`. Peak RSS of
 each step above the RSS before it is printed too.
 
 Usage: python benchmarks/bench_topk.py [--users 50000 --items 20000]
@@ -103,25 +103,25 @@ def main() -> dict:
         f"{args.exclude} excluded items per user, batch {args.batch}"
         + ("" if implicit else "; implicit not installed")
     )
-    ks.predict_topk(
+    ks.predict_top_k(
         model, user_f[:2000], k=10, exclude=train[:2000], batch_size=args.batch, verbose=0
     )  # warm-up (tracing)
     rows, results = [], {}
     for k in (10, 100):
         ours, t_ours, m_ours = timed(
-            lambda k=k: ks.predict_topk(
+            lambda k=k: ks.predict_top_k(
                 model, user_f, k=k, exclude=train, batch_size=args.batch, verbose=0
             )
         )
         ref, t_np, m_np = timed(lambda k=k: numpy_topk(user_f, item_f, train, k, args.batch))
         assert np.array_equal(ours.indices.reshape(-1, k)[:50], ref[:50])
         entry = {
-            "predict_topk_s": t_ours,
+            "predict_top_k_s": t_ours,
             "numpy_s": t_np,
-            "predict_topk_mb": m_ours,
+            "predict_top_k_mb": m_ours,
             "numpy_mb": m_np,
         }
-        rows.append((f"predict_topk K={k}", t_ours, m_ours))
+        rows.append((f"predict_top_k K={k}", t_ours, m_ours))
         rows.append((f"numpy argpartition K={k}", t_np, m_np))
         if implicit:
             (ids, _), t_imp, m_imp = timed(
@@ -136,7 +136,7 @@ def main() -> dict:
     metric_rows = {}
     for k in (10, 100):
         res, t_ev, m_ev = timed(
-            lambda k=k: ks.evaluate_topk(
+            lambda k=k: ks.evaluate_top_k(
                 model,
                 user_f,
                 test,
@@ -147,8 +147,8 @@ def main() -> dict:
                 metrics=("precision", "ndcg", "map"),
             )
         )
-        rows.append((f"evaluate_topk K={k}", t_ev, m_ev))
-        entry = {"evaluate_topk_s": t_ev, "evaluate_topk_mb": m_ev}
+        rows.append((f"evaluate_top_k K={k}", t_ev, m_ev))
+        entry = {"evaluate_top_k_s": t_ev, "evaluate_top_k_mb": m_ev}
         if implicit:
             als = AlternatingLeastSquares(factors=args.factors)
             als.user_factors, als.item_factors = user_f, item_f
@@ -177,10 +177,10 @@ def main() -> dict:
             t = results[f"topk_{k}"]
             e = results[f"evaluate_{k}"]
             print(
-                f"K={k}: predict_topk / implicit topk = "
-                f"{t['predict_topk_s'] / t['implicit_s']:.2f}x (target <= 1.0); "
-                f"predict_topk / numpy = {t['predict_topk_s'] / t['numpy_s']:.2f}x; "
-                f"evaluate_topk / implicit = {e['evaluate_topk_s'] / e['implicit_s']:.2f}x "
+                f"K={k}: predict_top_k / implicit topk = "
+                f"{t['predict_top_k_s'] / t['implicit_s']:.2f}x (target <= 1.0); "
+                f"predict_top_k / numpy = {t['predict_top_k_s'] / t['numpy_s']:.2f}x; "
+                f"evaluate_top_k / implicit = {e['evaluate_top_k_s'] / e['implicit_s']:.2f}x "
                 f"(target <= 1.0); ndcg {e['ndcg_ours']:.6f} vs {e['ndcg_implicit']:.6f}, "
                 f"map {e['map_ours']:.6f} vs {e['map_implicit']:.6f}"
             )

@@ -116,24 +116,24 @@ def ratios(results: dict) -> list[tuple[str, float, str]]:
             t, e = topk[f"topk_{k}"], topk[f"evaluate_{k}"]
             rows.append(
                 (
-                    f"predict_topk / numpy argpartition, K={k}",
-                    t["predict_topk_s"] / t["numpy_s"],
+                    f"predict_top_k / numpy argpartition, K={k}",
+                    t["predict_top_k_s"] / t["numpy_s"],
                     "-",
                 )
             )
             if "implicit_s" in t:
                 rows.append(
                     (
-                        f"predict_topk / implicit topk, K={k}",
-                        t["predict_topk_s"] / t["implicit_s"],
+                        f"predict_top_k / implicit topk, K={k}",
+                        t["predict_top_k_s"] / t["implicit_s"],
                         "<= 1.0",
                     )
                 )
             if "implicit_s" in e:
                 rows.append(
                     (
-                        f"evaluate_topk / implicit ranking_metrics, K={k}",
-                        e["evaluate_topk_s"] / e["implicit_s"],
+                        f"evaluate_top_k / implicit ranking_metrics, K={k}",
+                        e["evaluate_top_k_s"] / e["implicit_s"],
                         "<= 1.0",
                     )
                 )
@@ -195,11 +195,11 @@ def plot(results: dict, plots_dir: Path) -> list[Path]:
         values = {}
         for k in (10, 100):
             t, e = topk[f"topk_{k}"], topk[f"evaluate_{k}"]
-            values[f"keras_sparse predict_topk K={k}"] = t["predict_topk_s"]
+            values[f"keras_sparse predict_top_k K={k}"] = t["predict_top_k_s"]
             if "implicit_s" in t:
                 values[f"implicit topk K={k}"] = t["implicit_s"]
             values[f"numpy argpartition K={k}"] = t["numpy_s"]
-            values[f"keras_sparse evaluate_topk K={k}"] = e["evaluate_topk_s"]
+            values[f"keras_sparse evaluate_top_k K={k}"] = e["evaluate_top_k_s"]
             if "implicit_s" in e:
                 values[f"implicit ranking_metrics K={k}"] = e["implicit_s"]
         bars("topk.png", "top-k for every user, seen items excluded", "seconds", values)

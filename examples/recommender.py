@@ -9,8 +9,8 @@
    with the masked SparseMultinomialNLL on the sparse rows (never densified),
 4. ranking metrics in `compile`, with ExcludeSeen removing each user's training
    items from the scores at validation time,
-5. evaluate_topk for precision/recall/NDCG/MAP at 10 and 20 (seen items excluded),
-6. predict_topk for the top-k items per user as a CSR matrix, saved as .npz.
+5. evaluate_top_k for precision/recall/NDCG/MAP at 10 and 20 (seen items excluded),
+6. predict_top_k for the top-k items per user as a CSR matrix, saved as .npz.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         verbose=2,
     )
-    scores = ks.evaluate_topk(model, train, held_out, k=(10, 20), exclude=train, verbose=0)
+    scores = ks.evaluate_top_k(model, train, held_out, k=(10, 20), exclude=train, verbose=0)
     for name, value in sorted(scores.items()):
         print(f"{name:>15}: {value:.4f}")
 
-    top = ks.predict_topk(model, train, k=args.k, exclude=train, verbose=0)
+    top = ks.predict_top_k(model, train, k=args.k, exclude=train, verbose=0)
     sp.save_npz(args.out, top)
     print(f"wrote the top {args.k} items of {top.shape[0]} users to {args.out}")
     return 0

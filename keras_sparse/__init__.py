@@ -13,10 +13,11 @@ from keras_sparse import (
     optimizers,
     outputs,
     ranking,
+    streaming,
 )
 from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor
 from keras_sparse.export import export_saved_model
-from keras_sparse.outputs import evaluate_topk, predict_topk
+from keras_sparse.streaming import evaluate_top_k, evaluate_topk, predict_top_k, predict_topk
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "data",
     "datasets",
     "distribute",
+    "evaluate_top_k",
     "evaluate_topk",
     "export_saved_model",
     "layers",
@@ -35,8 +37,10 @@ __all__ = [
     "metrics",
     "optimizers",
     "outputs",
+    "predict_top_k",
     "predict_topk",
     "ranking",
+    "streaming",
     "stack",
     "to_scipy",
     "to_sparse",

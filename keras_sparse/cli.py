@@ -131,16 +131,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     ks_ = (10, 20)
     kwargs = {"k": ks_, "exclude": train, "batch_size": 1024, "verbose": 0}
-    ours = ks.evaluate_topk(model, train, held, **kwargs)
+    ours = ks.evaluate_top_k(model, train, held, **kwargs)
     popularity = keras.ops.convert_to_tensor(np.asarray(train.sum(axis=0), dtype=np.float32))
 
     def popular(batch: Any) -> Any:
         return keras.ops.ones((B.sparse_num_rows(batch), 1)) * popularity
 
-    base = ks.evaluate_topk(popular, train, held, **kwargs)
+    base = ks.evaluate_top_k(popular, train, held, **kwargs)
     print()
     print(_table({"autoencoder": ours, "popularity": base}))
-    recs = ks.predict_topk(model, train, k=args.k, exclude=train, verbose=0)
+    recs = ks.predict_top_k(model, train, k=args.k, exclude=train, verbose=0)
     atomic_save_npz(args.out, recs)
     print(
         f"\nwrote the top-{args.k} items of {users} users to {args.out} "
@@ -158,7 +158,7 @@ def cmd_topk(args: argparse.Namespace) -> None:
     if exclude is not None and exclude.shape[0] != x.shape[0]:
         _fail(f"--exclude has {exclude.shape[0]} rows but INPUT has {x.shape[0]}")
     try:
-        recs = ks.predict_topk(model, x, k=args.k, exclude=exclude, verbose=0)
+        recs = ks.predict_top_k(model, x, k=args.k, exclude=exclude, verbose=0)
     except (ValueError, TypeError) as err:
         _fail(f"scoring failed: {str(err).splitlines()[0]}")
     atomic_save_npz(args.output, recs)
@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if exclude is not None:
         _check_rows("--exclude", exclude, "--target", y)
     try:
-        result = ks.evaluate_topk(model, x, y, k=tuple(args.k), exclude=exclude, verbose=0)
+        result = ks.evaluate_top_k(model, x, y, k=tuple(args.k), exclude=exclude, verbose=0)
     except (ValueError, TypeError) as err:
         _fail(f"evaluation failed: {str(err).splitlines()[0]}")
     print(_table({"model": result}))

@@ -16,12 +16,79 @@ import scipy.sparse as sp
 from keras_sparse import _validation
 from keras_sparse.convert import (
     canonical_csr,
+    csr_row_ids,
     csr_rows_to_sparse,
     is_sparse_tensor,
     to_scipy,
 )
 
-__all__ = ["SparseDataset"]
+__all__ = ["SparseDataset", "mark_excluded"]
+
+
+def mark_excluded(y: Any, exclude: Any) -> sp.csr_matrix:
+    """Targets whose excluded items are marked, for ranking metrics during `fit`/`evaluate`.
+
+    The result holds the stored entries of `y` and, at every stored entry of
+    `exclude`, the value -inf. Every keras_sparse loss and metric reads such a
+    mark as "this item is excluded": losses and RMSE do not observe it, and
+    ranking metrics never rank it and drop it from the relevant set, exactly
+    as `evaluate_top_k(..., exclude=exclude)` does. Typical use: a validation
+    target whose metrics must skip each user's training items.
+
+    Args:
+        y: `(rows, items)` targets: SciPy sparse (any format) or a dense array
+            (its non-zero entries are the stored ones).
+        exclude: `(rows, items)` SciPy sparse matrix or 0/1 array of the same
+            shape; its stored (non-zero, for an array) entries are excluded,
+            whatever their value. An item both in `y` and in `exclude` is excluded.
+
+    Returns:
+        A canonical `scipy.sparse.csr_matrix` of floats (floatx when `y` holds integers).
+
+    Raises:
+        ValueError: `exclude` has another shape than `y`, or either is not 2-D.
+        TypeError: `y` or `exclude` is not a matrix of numbers.
+
+    Examples:
+        >>> import scipy.sparse as sp
+        >>> from keras_sparse.data import mark_excluded
+        >>> y = sp.csr_matrix([[0, 1.0, 0, 2.0]])
+        >>> mark_excluded(y, sp.csr_matrix([[1, 0, 0, 1]])).toarray().tolist()
+        [[-inf, 1.0, 0.0, -inf]]
+    """
+    y_csr = _as_matrix(y, "y")
+    ex = _as_matrix(exclude, "exclude")
+    if ex.shape != y_csr.shape:
+        raise ValueError(
+            f"`exclude` has shape {ex.shape} but `y` has shape {y_csr.shape}; pass one row of "
+            "excluded items per target row, over the same items."
+        )
+    n = y_csr.shape[1]
+    y_rows = csr_row_ids(y_csr.indptr)
+    ex_rows = csr_row_ids(ex.indptr)
+    y_keys = y_rows * n + y_csr.indices
+    ex_keys = ex_rows * n + ex.indices
+    keep = ~np.isin(y_keys, ex_keys, assume_unique=True)
+    dtype = y_csr.dtype if y_csr.dtype.kind == "f" else np.dtype(keras.backend.floatx())
+    rows = np.concatenate([y_rows[keep], ex_rows])
+    cols = np.concatenate([y_csr.indices[keep], ex.indices])
+    vals = np.concatenate([y_csr.data[keep].astype(dtype), np.full(ex.nnz, -np.inf, dtype=dtype)])
+    out = sp.csr_matrix((vals, (rows, cols)), shape=y_csr.shape)
+    out.sum_duplicates()
+    return out
+
+
+def _as_matrix(value: Any, name: str) -> sp.csr_matrix:
+    """A canonical CSR of `value` (SciPy any format, or an array's non-zero entries)."""
+    if sp.issparse(value):
+        return sp.csr_matrix(canonical_csr(value, name))
+    if is_sparse_tensor(value):
+        return to_scipy(value)
+    _validation.check_sparse_or_array(value, name)
+    arr = np.asarray(value)
+    _validation.check_dtype(arr.dtype, name)
+    _validation.check_ndim(arr.shape, name, 2)
+    return sp.csr_matrix(arr)
 
 
 def _prepare_leaf(value: Any, name: str) -> Any:
@@ -105,6 +172,11 @@ class SparseDataset(keras.utils.PyDataset):
         shuffle: Whether to visit rows in a new random order every epoch.
         seed: Seed for the shuffling order; the same seed gives the same
             sequence of epochs.
+        exclude: Optional `(rows, items)` sparse matrix of items to exclude from
+            the ranking metrics of each row (for example a validation set's
+            training items); `y` must then be a single target. Its entries
+            are marked in `y` with `mark_excluded`, so metrics during `fit`
+            and `evaluate` match `evaluate_top_k(..., exclude=exclude)`.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size`, passed to
             `keras.utils.PyDataset`.
 
@@ -130,6 +202,7 @@ class SparseDataset(keras.utils.PyDataset):
         batch_size: int = 32,
         shuffle: bool = False,
         seed: int | None = None,
+        exclude: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -139,6 +212,14 @@ class SparseDataset(keras.utils.PyDataset):
         if x is None:
             raise ValueError("`x` is None; pass the model inputs.")
         self._x = _prepare(x, "x")
+        if exclude is not None:
+            if y is None or isinstance(y, (dict, tuple, list)) and not sp.issparse(y):
+                raise ValueError(
+                    "`exclude` needs `y` to be one target matrix, got "
+                    f"{type(y).__name__}. For several outputs, mark each target with "
+                    "`keras_sparse.data.mark_excluded(y, exclude)` instead."
+                )
+            y = mark_excluded(y, exclude)
         self._y = None if y is None else _prepare(y, "y")
         self._sample_weight = None
         parts = _leaves(self._x, "x")
@@ -227,6 +308,35 @@ class SparseDataset(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
         return self._batch_of_rows(self._batch_rows(index))
+
+    def batch_rows(self, index: int) -> np.ndarray:
+        """The row numbers (in the data given to the constructor) that batch `index` holds.
+
+        They follow this epoch's order when shuffling, and a shard's rows
+        for a shard, so other per-row data (ids, excluded items) can be
+        lined up with a batch.
+
+        Args:
+            index: Batch number, `0 <= index < len(self)` (negative counts from the end).
+
+        Returns:
+            A 1-D int64 array, in the batch's row order.
+
+        Examples:
+            >>> import numpy as np
+            >>> from keras_sparse.data import SparseDataset
+            >>> SparseDataset(np.zeros((5, 2)), batch_size=2).batch_rows(2).tolist()
+            [4]
+        """
+        index = _validation.check_int(index, "index", minimum=-len(self))
+        if index < 0:
+            index += len(self)
+        if index >= len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        rows = self._batch_rows(index)
+        if isinstance(rows, slice):
+            return np.arange(rows.start, rows.stop, dtype=np.int64)
+        return np.asarray(rows, dtype=np.int64)
 
     def _batch_rows(self, index: int) -> slice | np.ndarray:
         """The rows of the underlying data that batch `index` holds (no bounds check)."""

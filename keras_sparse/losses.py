@@ -47,20 +47,25 @@ def observed_entries(
     Returns `(indices, values, weights, y_pred)`: for a sparse `y_true`
     (canonicalised: duplicates summed, explicit zeros kept) its stored entries,
     with `weights` 1.0 at real entries and 0.0 at padding slots; for a dense
-    `y_true` every position, weighted 1.0 where `y_true` is non-zero.
+    `y_true` every position, weighted 1.0 where `y_true` is non-zero. An entry
+    whose value is -inf marks an excluded item (`keras_sparse.data.mark_excluded`):
+    it is never observed (weight 0, value 0).
     """
     y_pred = ops.convert_to_tensor(y_pred)
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
         _validation.check_target_shape(B.sparse_shape(y_true), y_pred.shape, where)
         e = sops.entries(y_true, y_pred.dtype)
-        weights = ops.ones_like(e.values) if e.valid is None else ops.cast(e.valid, y_pred.dtype)
-        return e.indices, e.values, weights, y_pred
+        marked = sops.excluded_marks(e)
+        weights = ops.cast(sops.and_valid(ops.logical_not(marked), e.valid), y_pred.dtype)
+        return e.indices, _only_observed(e.values, weights), weights, y_pred
     y_true = ops.convert_to_tensor(y_true)
     _check_rank(tuple(y_true.shape))
     _validation.check_target_shape(y_true.shape, y_pred.shape, where)
-    observed = ops.cast(ops.not_equal(y_true, 0), y_pred.dtype)
-    return None, ops.cast(y_true, y_pred.dtype), observed, y_pred
+    y_true = ops.cast(y_true, y_pred.dtype)
+    observed = ops.logical_and(ops.not_equal(y_true, 0), ops.not_equal(y_true, sops.MINUS_INF))
+    weights = ops.cast(observed, y_pred.dtype)
+    return None, _only_observed(y_true, weights), weights, y_pred
 
 
 def _check_rank(shape: tuple) -> None:

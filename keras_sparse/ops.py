@@ -38,6 +38,18 @@ def entries(x: Any, dtype: Any) -> Entries:
     return Entries(indices, indices[:, 0], indices[:, 1], values, valid)
 
 
+def excluded_marks(e: Entries) -> Any:
+    """Which stored entries are exclusion marks (value -inf, see `data.mark_excluded`)."""
+    return and_valid(ops.equal(e.values, MINUS_INF), e.valid)
+
+
+def mask_marked(scores: Any, e: Entries) -> Any:
+    """`scores` set to -inf at the entries of `e` that are exclusion marks."""
+    current = gather_entries(scores, e.indices)
+    updates = ops.where(excluded_marks(e), ops.full_like(current, MINUS_INF), current)
+    return ops.scatter_update(scores, e.indices, updates)
+
+
 def and_valid(mask: Any, valid: Any) -> Any:
     """`mask & valid`, where `valid` may be None (nothing padded)."""
     return mask if valid is None else ops.logical_and(mask, valid)

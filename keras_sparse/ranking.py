@@ -1,7 +1,7 @@
 """Per-row ranking metrics (precision/recall/NDCG/MAP/hit rate/MRR @k), backend-neutral.
 
 One implementation, used by the metric classes in `keras_sparse.metrics` and by
-`keras_sparse.evaluate_topk`, so that both agree exactly. Definitions:
+`keras_sparse.evaluate_top_k`, so that both agree exactly. Definitions:
 
 - Candidates are the items with a finite-or-+inf score: NaN and -inf scores
   are never ranked. -inf is the mask value that exclusion writes (see
@@ -60,12 +60,11 @@ def _discounts(length: Any, dtype: str) -> Any:
 
 
 def _sparse_relevance(
-    y_true: Any, scores: Any, threshold: float, exclude: Any, top_idx: Any, valid: Any
+    e: sops.Entries, scores: Any, threshold: float, exclude: Any, top_idx: Any, valid: Any
 ) -> tuple:
-    """Hits, gains, |G| and the ideal DCG for a sparse `y_true` (lookups, no densifying)."""
+    """Hits, gains, |G| and the ideal DCG for the entries `e` of a sparse `y_true`."""
     dtype = scores.dtype
     num_rows, n = ops.shape(scores)[0], ops.shape(scores)[1]
-    e = sops.entries(y_true, dtype)
     keep = ops.greater(e.values, ops.cast(threshold, dtype))
     candidate = ops.greater(sops.gather_entries(scores, e.indices), sops.MINUS_INF)
     keep = ops.logical_and(keep, candidate)
@@ -107,7 +106,7 @@ def _sparse_relevance(
 def _dense_relevance(y_true: Any, scores: Any, threshold: float, top_idx: Any, valid: Any) -> tuple:
     """The same for a dense `y_true` (its non-zero entries are the stored ones)."""
     dtype = scores.dtype
-    y = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    y = y_true
     relevant = ops.logical_and(ops.not_equal(y, 0), ops.greater(y, ops.cast(threshold, dtype)))
     relevant = ops.logical_and(relevant, ops.greater(scores, sops.MINUS_INF))
     found = ops.logical_and(ops.take_along_axis(relevant, top_idx, axis=1), valid)
@@ -149,6 +148,12 @@ def rank(
     sparse_truth = B.is_sparse(y_true)
     true_shape = B.sparse_shape(y_true) if sparse_truth else ops.shape(y_true)
     _validation.check_target_shape(true_shape, ops.shape(scores), where)
+    if sparse_truth:
+        truth = sops.entries(y_true, scores.dtype)
+        scores = sops.mask_marked(scores, truth)
+    else:
+        truth = ops.cast(ops.convert_to_tensor(y_true), scores.dtype)
+        scores = ops.where(ops.equal(truth, sops.MINUS_INF), sops.MINUS_INF, scores)
     if exclude is not None and (extra is None or not sparse_truth or not B.is_sparse(exclude)):
         scores, exclude = sops.mask_scores(scores, exclude), None
     scores = sops.candidate_scores(scores)
@@ -157,9 +162,9 @@ def rank(
     else:
         _, top_idx, valid = sops.top_k_of_candidates(scores, k)
     if sparse_truth:
-        parts = _sparse_relevance(y_true, scores, relevance_threshold, exclude, top_idx, valid)
+        parts = _sparse_relevance(truth, scores, relevance_threshold, exclude, top_idx, valid)
     else:
-        parts = _dense_relevance(y_true, scores, relevance_threshold, top_idx, valid)
+        parts = _dense_relevance(truth, scores, relevance_threshold, top_idx, valid)
     return Ranked(*parts)
 
 

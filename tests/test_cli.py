@@ -70,7 +70,7 @@ def test_evaluate_end_to_end(files, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    expected = ks.evaluate_topk(model, train, held, k=(5, 10), exclude=train, verbose=0)
+    expected = ks.evaluate_top_k(model, train, held, k=(5, 10), exclude=train, verbose=0)
     assert f"{expected['ndcg@10']:.4f}" in printed and "recall@5" in printed
 
 

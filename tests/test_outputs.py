@@ -4,11 +4,10 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import ranked_list, ranking_mean
+from reference import ranked_list
 
 import keras_sparse as ks
 from conftest import assert_config_round_trips, assert_round_trips
-from keras_sparse.data import SparseDataset
 from keras_sparse.layers import TopK
 from keras_sparse.outputs import TopKToCSR, threshold_to_csr
 
@@ -106,48 +105,6 @@ def test_topk_layer_ties_nan_small_n_and_save(tmp_path):
     assert assert_config_round_trips(TopK(7)).k == 7
 
 
-def _scorer(items=12, features=10):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((features,), sparse=True)
-    return keras.Model(inp, keras.layers.Dense(items)(ks.layers.SparseDenseInput(4)(inp)))
-
-
-def test_predict_topk_streaming_equals_one_shot():
-    model = _scorer()
-    x = sp.random(53, 10, density=0.3, format="csr", random_state=0, dtype=np.float32)
-    exclude = sp.random(53, 12, density=0.2, format="csc", random_state=1)
-    streamed = ks.predict_topk(model, x, k=4, exclude=exclude, batch_size=8, verbose=0)
-    scores = model.predict(SparseDataset(x, batch_size=64), verbose=0)
-    one_shot = TopKToCSR(4)(scores, exclude=exclude)
-    assert _rows_of(streamed) == _rows_of(one_shot)
-    np.testing.assert_allclose(streamed.data, one_shot.data, rtol=1e-6)
-    ranks = ks.predict_topk(model, SparseDataset(x, batch_size=20), k=2, values="ranks", verbose=0)
-    assert set(ranks.data.tolist()) == {1.0, 2.0}
-
-
-def test_evaluate_topk_equals_metric_classes_and_reference():
-    model = _scorer()
-    rng = np.random.default_rng(3)
-    x = sp.random(41, 10, density=0.3, format="csr", random_state=2, dtype=np.float32)
-    y = sp.csr_matrix((rng.random((41, 12)) < 0.25).astype(np.float32))
-    exclude = sp.csr_matrix((rng.random((41, 12)) < 0.2).astype(np.float32))
-    result = ks.evaluate_topk(
-        model,
-        x,
-        y,
-        k=(3, 5),
-        exclude=exclude,
-        batch_size=7,
-        metrics=list(ks.ranking.METRICS),
-        verbose=0,
-    )
-    scores = model.predict(SparseDataset(x, batch_size=64), verbose=0)
-    for name, value in result.items():
-        metric, k = name.split("@")
-        expected = ranking_mean(metric, scores, y, int(k), exclude=exclude)
-        assert value == pytest.approx(expected, rel=1e-5, abs=1e-6), name
-
-
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
@@ -157,29 +114,6 @@ def test_evaluate_topk_equals_metric_classes_and_reference():
         (lambda: TopKToCSR(2)(np.ones((2, 3)), exclude=sp.eye(3)), ValueError, "`exclude`"),
         (lambda: TopKToCSR(2)((np.ones((2, 2)), np.ones((2, 2)))), ValueError, "`num_items`"),
         (lambda: threshold_to_csr(np.ones((2, 2)), "x"), TypeError, "`threshold`"),
-        (
-            lambda: ks.evaluate_topk(_scorer(), sp.eye(3, 10), sp.eye(4, 12), verbose=0),
-            ValueError,
-            "`y_true` has 4 rows but `x` has 3",
-        ),
-        (
-            lambda: ks.evaluate_topk(
-                _scorer(), sp.eye(3, 10), sp.eye(3, 12), metrics=["auc"], verbose=0
-            ),
-            ValueError,
-            "`metrics`",
-        ),
-        (
-            lambda: ks.evaluate_topk(_scorer(), sp.eye(3, 10), sp.eye(3, 7), verbose=0),
-            ValueError,
-            r"evaluate_top_k: `y_true` has shape \(\w+, 7\) but `y_pred` has shape \(\w+, 12\)",
-        ),
-        (
-            lambda: ks.predict_topk(_scorer(), SparseDataset(sp.eye(3, 10), shuffle=True), 2),
-            ValueError,
-            "shuffle",
-        ),
-        (lambda: ks.predict_topk(_scorer(), sp.eye(3, 10), 2, verbose=5), ValueError, "`verbose`"),
     ],
 )
 def test_invalid_arguments(call, error, match):
@@ -195,44 +129,3 @@ def test_top_k_excluding_equals_masking(case, slack):
     expected = _reference_rows(scores, k, exclude)
     got = [np.asarray(idx)[u][np.asarray(valid)[u]].tolist() for u in range(scores.shape[0])]
     assert got == expected
-
-
-def test_both_exclusion_paths_agree(monkeypatch):
-    from keras_sparse import outputs
-
-    model = _scorer()
-    rng = np.random.default_rng(4)
-    x = sp.random(30, 10, density=0.3, format="csr", random_state=5, dtype=np.float32)
-    y = sp.csr_matrix((rng.random((30, 12)) < 0.3).astype(np.float32))
-    exclude = sp.csr_matrix((rng.random((30, 12)) < 0.3).astype(np.float32))
-    fast = ks.predict_topk(model, x, k=5, exclude=exclude, batch_size=8, verbose=0)
-    fast_eval = ks.evaluate_topk(model, x, y, k=(2, 5), exclude=exclude, verbose=0)
-    monkeypatch.setattr(outputs, "MAX_EXTRA", 0)  # force masking of the whole score block
-    slow = ks.predict_topk(model, x, k=5, exclude=exclude, batch_size=8, verbose=0)
-    slow_eval = ks.evaluate_topk(model, x, y, k=(2, 5), exclude=exclude, verbose=0)
-    assert _rows_of(fast) == _rows_of(slow)
-    assert fast_eval == pytest.approx(slow_eval, rel=1e-6)
-
-
-def test_streaming_steps_do_not_keep_the_model_alive():
-    import gc
-    import weakref
-
-    x = sp.random(20, 8, density=0.3, format="csr", random_state=0, dtype=np.float32)
-    inp = keras.Input((8,), sparse=True)
-    model = keras.Model(inp, keras.layers.Dense(8)(ks.layers.SparseDenseInput(4)(inp)))
-    ks.predict_topk(model, x, k=3, exclude=x, batch_size=8, verbose=0)
-    ks.evaluate_topk(model, x, x, k=3, batch_size=8, verbose=0)
-    ref = weakref.ref(model)
-    del model, inp
-    gc.collect()
-    assert ref() is None
-
-
-def test_predict_topk_uses_the_inputs_of_a_dataset_that_also_holds_targets():
-    x = sp.random(30, 12, density=0.3, format="csr", random_state=4, dtype=np.float32)
-    inp = keras.Input((12,), sparse=True)
-    model = keras.Model(inp, keras.layers.Dense(12)(ks.layers.SparseDenseInput(4)(inp)))
-    with_targets = ks.predict_topk(model, SparseDataset(x, x, batch_size=8), k=3, verbose=0)
-    inputs_only = ks.predict_topk(model, SparseDataset(x, batch_size=8), k=3, verbose=0)
-    assert (with_targets != inputs_only).nnz == 0 and with_targets.nnz == 30 * 3

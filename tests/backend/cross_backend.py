@@ -50,7 +50,7 @@ def values(model) -> dict:
     for start in range(0, 30, 8):  # batches of 8, 8, 8 and a shorter last one of 6
         rmse.update_state(ks.to_sparse(y[start : start + 8]), scores[start : start + 8])
     out["rmse"] = float(rmse.result())
-    metrics = ks.evaluate_topk(
+    metrics = ks.evaluate_top_k(
         model,
         x,
         y,

@@ -42,9 +42,9 @@ def main():
     model.fit(data, data, batch_size=32, epochs=1, verbose=0)  # Keras's own SciPy path
     results = model.evaluate(data, data, batch_size=32, verbose=0, return_dict=True)
     assert set(results) >= {"loss", "ndcg_at_5", "recall_at_5"}, results
-    recs = ks.predict_topk(model, data, k=5, exclude=data, batch_size=50, verbose=0)
+    recs = ks.predict_top_k(model, data, k=5, exclude=data, batch_size=50, verbose=0)
     assert recs.shape == data.shape and recs.multiply(data).nnz == 0
-    metrics = ks.evaluate_topk(model, data, data, k=(5, 10), batch_size=50, verbose=0)
+    metrics = ks.evaluate_top_k(model, data, data, k=(5, 10), batch_size=50, verbose=0)
     names = ("precision", "recall", "ndcg", "map")
     assert set(metrics) == {f"{m}@{k}" for m in names for k in (5, 10)}
     csr = ks.outputs.TopKToCSR(3)(model.predict(data, verbose=0), exclude=data)

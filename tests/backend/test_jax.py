@@ -61,11 +61,11 @@ def test_streaming_top_k_compiles_once_per_bucket():
     counter = _CountTraces()
     inp = keras.Input((x.shape[1],), sparse=True)
     model = keras.Model(inp, keras.layers.Dense(x.shape[1])(counter(SparseDenseInput(4)(inp))))
-    ks.predict_topk(model, x, k=5, exclude=x, batch_size=10, verbose=0)
-    ks.evaluate_topk(model, x, x, k=5, batch_size=10, verbose=0)
+    ks.predict_top_k(model, x, k=5, exclude=x, batch_size=10, verbose=0)
+    ks.evaluate_top_k(model, x, x, k=5, batch_size=10, verbose=0)
     first = counter.traces
     assert first <= 16  # 20 batches each, a few buckets
-    ks.evaluate_topk(model, x, x, k=5, batch_size=10, verbose=0)
+    ks.evaluate_top_k(model, x, x, k=5, batch_size=10, verbose=0)
     assert counter.traces == first  # the compiled steps are reused
 
 

@@ -1,0 +1,160 @@
+"""Streaming top-k (`keras_sparse.streaming`) against one-shot scoring and dense references."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from reference import ranking_mean
+
+import keras_sparse as ks
+from keras_sparse import streaming
+from keras_sparse.data import SparseDataset
+from keras_sparse.outputs import TopKToCSR
+
+
+def _rows_of(csr):
+    return [csr.indices[csr.indptr[u] : csr.indptr[u + 1]].tolist() for u in range(csr.shape[0])]
+
+
+def _scorer(items=12, features=10):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((features,), sparse=True)
+    return keras.Model(inp, keras.layers.Dense(items)(ks.layers.SparseDenseInput(4)(inp)))
+
+
+def test_predict_top_k_streaming_equals_one_shot():
+    model = _scorer()
+    x = sp.random(53, 10, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    exclude = sp.random(53, 12, density=0.2, format="csc", random_state=1)
+    streamed = ks.predict_top_k(model, x, k=4, exclude=exclude, batch_size=8, verbose=0)
+    scores = model.predict(SparseDataset(x, batch_size=64), verbose=0)
+    one_shot = TopKToCSR(4)(scores, exclude=exclude)
+    assert _rows_of(streamed) == _rows_of(one_shot)
+    np.testing.assert_allclose(streamed.data, one_shot.data, rtol=1e-6)
+    ranks = ks.predict_top_k(model, SparseDataset(x, batch_size=20), k=2, values="ranks", verbose=0)
+    assert set(ranks.data.tolist()) == {1.0, 2.0}
+
+
+def test_evaluate_top_k_equals_metric_classes_and_reference():
+    model = _scorer()
+    rng = np.random.default_rng(3)
+    x = sp.random(41, 10, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    y = sp.csr_matrix((rng.random((41, 12)) < 0.25).astype(np.float32))
+    exclude = sp.csr_matrix((rng.random((41, 12)) < 0.2).astype(np.float32))
+    result = ks.evaluate_top_k(
+        model,
+        x,
+        y,
+        k=(3, 5),
+        exclude=exclude,
+        batch_size=7,
+        metrics=list(ks.ranking.METRICS),
+        verbose=0,
+    )
+    scores = model.predict(SparseDataset(x, batch_size=64), verbose=0)
+    for name, value in result.items():
+        metric, k = name.split("@")
+        expected = ranking_mean(metric, scores, y, int(k), exclude=exclude)
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: ks.evaluate_top_k(_scorer(), sp.eye(3, 10), sp.eye(4, 12), verbose=0),
+            ValueError,
+            "`y_true` has 4 rows but `x` has 3",
+        ),
+        (
+            lambda: ks.evaluate_top_k(
+                _scorer(), sp.eye(3, 10), sp.eye(3, 12), metrics=["auc"], verbose=0
+            ),
+            ValueError,
+            "`metrics`",
+        ),
+        (
+            lambda: ks.evaluate_top_k(_scorer(), sp.eye(3, 10), sp.eye(3, 7), verbose=0),
+            ValueError,
+            r"evaluate_top_k: `y_true` has shape \(\w+, 7\) but `y_pred` has shape \(\w+, 12\)",
+        ),
+        (
+            lambda: ks.predict_top_k(_scorer(), SparseDataset(sp.eye(3, 10), shuffle=True), 2),
+            ValueError,
+            "shuffle",
+        ),
+        (lambda: ks.predict_top_k(_scorer(), sp.eye(3, 10), 2, verbose=5), ValueError, "`verbose`"),
+    ],
+)
+def test_invalid_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_both_exclusion_paths_agree(monkeypatch):
+    model = _scorer()
+    rng = np.random.default_rng(4)
+    x = sp.random(30, 10, density=0.3, format="csr", random_state=5, dtype=np.float32)
+    y = sp.csr_matrix((rng.random((30, 12)) < 0.3).astype(np.float32))
+    exclude = sp.csr_matrix((rng.random((30, 12)) < 0.3).astype(np.float32))
+    fast = ks.predict_top_k(model, x, k=5, exclude=exclude, batch_size=8, verbose=0)
+    fast_eval = ks.evaluate_top_k(model, x, y, k=(2, 5), exclude=exclude, verbose=0)
+    monkeypatch.setattr(streaming, "MAX_EXTRA", 0)  # force masking of the whole score block
+    slow = ks.predict_top_k(model, x, k=5, exclude=exclude, batch_size=8, verbose=0)
+    slow_eval = ks.evaluate_top_k(model, x, y, k=(2, 5), exclude=exclude, verbose=0)
+    assert _rows_of(fast) == _rows_of(slow)
+    assert fast_eval == pytest.approx(slow_eval, rel=1e-6)
+
+
+def test_streaming_steps_do_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    x = sp.random(20, 8, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    inp = keras.Input((8,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(8)(ks.layers.SparseDenseInput(4)(inp)))
+    ks.predict_top_k(model, x, k=3, exclude=x, batch_size=8, verbose=0)
+    ks.evaluate_top_k(model, x, x, k=3, batch_size=8, verbose=0)
+    ref = weakref.ref(model)
+    del model, inp
+    gc.collect()
+    assert ref() is None
+
+
+def test_predict_top_k_uses_the_inputs_of_a_dataset_that_also_holds_targets():
+    x = sp.random(30, 12, density=0.3, format="csr", random_state=4, dtype=np.float32)
+    inp = keras.Input((12,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(12)(ks.layers.SparseDenseInput(4)(inp)))
+    with_targets = ks.predict_top_k(model, SparseDataset(x, x, batch_size=8), k=3, verbose=0)
+    inputs_only = ks.predict_top_k(model, SparseDataset(x, batch_size=8), k=3, verbose=0)
+    assert (with_targets != inputs_only).nnz == 0 and with_targets.nnz == 30 * 3
+
+
+def test_shuffled_or_sharded_rows_line_up_with_exclude():
+    model = _scorer()
+    x = sp.random(40, 10, density=0.3, format="csr", random_state=6, dtype=np.float32)
+    exclude = sp.random(40, 12, density=0.3, format="csr", random_state=7)
+    full = ks.predict_top_k(model, x, k=3, exclude=exclude, batch_size=8, verbose=0)
+    shard = SparseDataset(x, batch_size=8).shard(2, 1)
+    rows = np.concatenate([shard.batch_rows(i) for i in range(len(shard))])
+    part = ks.predict_top_k(model, shard, k=3, exclude=exclude[rows], verbose=0)
+    assert _rows_of(part) == [_rows_of(full)[r] for r in rows]
+
+
+def test_old_spellings_warn_and_give_the_same_result():
+    model = _scorer()
+    x = sp.random(12, 10, density=0.3, format="csr", random_state=8, dtype=np.float32)
+    with pytest.warns(DeprecationWarning, match="predict_top_k"):
+        old = ks.predict_topk(model, x, 3, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = ks.predict_top_k(model, x, 3, verbose=0)
+    assert _rows_of(old) == _rows_of(new)
+    with pytest.warns(DeprecationWarning, match="evaluate_top_k"):
+        old_eval = ks.evaluate_topk(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
+    assert old_eval == ks.evaluate_top_k(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
+    from keras_sparse import outputs
+
+    assert outputs.predict_top_k is ks.predict_top_k
