@@ -50,6 +50,15 @@ def tables() -> dict[str, dict[str, Any]]:
         for name in losses.__all__
         if isinstance(getattr(losses, name), type) and name != "MaskedLoss"
     }
+    # A loss string builds the class (same values as the function), so that
+    # `compile(loss="sparse_mse")` gets the class's checks of `sample_weight`.
+    loss_strings = {
+        "sparse_mse": losses.SparseMeanSquaredError,
+        "sparse_mae": losses.SparseMeanAbsoluteError,
+        "sparse_huber": losses.SparseHuber,
+        "sparse_binary_crossentropy": losses.SparseBinaryCrossentropy,
+        "sparse_multinomial_nll": losses.SparseMultinomialNLL,
+    }
     metric_classes = {name: getattr(metrics, name) for name in metrics.__all__}
     # No "precision" or "recall": those are Keras's own metrics.
     short_metrics = {
@@ -60,8 +69,7 @@ def tables() -> dict[str, dict[str, Any]]:
         "sparse_rmse": metrics.SparseRootMeanSquaredError,
     }
     return {
-        # Functions first: `"sparse_huber"` is the function, as `"huber"` is in Keras.
-        "losses": _names({**loss_functions, **loss_classes}, {}),
+        "losses": _names({**loss_strings, **loss_classes}, {}),
         "metrics": _names({**metric_classes, **loss_functions}, short_metrics),
         "optimizers": _names({"LazyAdam": optimizers.LazyAdam}, {"lazyadam": optimizers.LazyAdam}),
     }

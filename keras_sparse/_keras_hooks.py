@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
+from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse._identifiers import snake_case
 
@@ -62,11 +63,13 @@ def _to_backend(value: Any) -> Any:
         floating = np.issubdtype(leaf.dtype, np.floating)
         return to_sparse(leaf, dtype=keras.backend.floatx() if floating else None)
 
+    if sp.issparse(value):  # before the dict test: dok_matrix is a dict subclass
+        return convert(value)
     if isinstance(value, (list, tuple)):
         return type(value)(convert(v) for v in value)
     if isinstance(value, dict):
         return {key: convert(v) for key, v in value.items()}
-    return convert(value)
+    return value
 
 
 def _wrap(owner: type, name: str, make: Callable[[Callable], Callable]) -> bool:
@@ -95,9 +98,35 @@ def _scipy_batch(original: Callable) -> Callable:
     def on_batch(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         args = tuple(_to_backend(a) if _has_scipy(a) else a for a in args)
         kwargs = {k: _to_backend(v) if _has_scipy(v) else v for k, v in kwargs.items()}
-        return original(self, _to_backend(x) if _has_scipy(x) else x, *args, **kwargs)
+        x = _to_backend(x) if _has_scipy(x) else x
+        named = dict(zip(("y", "sample_weight"), args))
+        named.update({k: v for k, v in kwargs.items() if k in ("y", "sample_weight")})
+        parts = {f"x{path}": v for path, v in _flat_with_paths(x)}
+        parts.update({f"y{path}": v for path, v in _flat_with_paths(named.get("y"))})
+        parts["sample_weight"] = named.get("sample_weight")
+        _validation.check_batch_rows(parts)
+        return original(self, x, *args, **kwargs)
 
     return on_batch
+
+
+def _flat_with_paths(value: Any) -> list[tuple[str, Any]]:
+    if sp.issparse(value):
+        return [("", value)]
+    if isinstance(value, dict):
+        return [(f"[{k!r}]", v) for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [(f"[{i}]", v) for i, v in enumerate(value)]
+    return [("", value)]
+
+
+def _leaves(value: Any) -> list[Any]:
+    """Leaves of nested lists/tuples/dicts; a sparse tensor (a JAX pytree) is one leaf."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, (list, tuple)) and not B.is_sparse(value):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
 
 
 def _builtin_loss_name(loss: Any) -> str | None:
@@ -116,9 +145,9 @@ def _builtin_loss_name(loss: Any) -> str | None:
 
 def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
     """The advice for a Keras built-in loss compiled against a sparse target, else None."""
-    if not any(B.is_sparse(leaf) for leaf in keras.tree.flatten(y_true)):
+    if not any(B.is_sparse(leaf) for leaf in _leaves(y_true)):
         return None
-    for loss in keras.tree.flatten(user_loss):
+    for loss in _leaves(user_loss):
         name = _builtin_loss_name(loss)
         if name is not None:
             alternative = SPARSE_ALTERNATIVES.get(name, "a loss from keras_sparse.losses")
@@ -133,12 +162,11 @@ def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
 
 def _checked_loss(original: Callable) -> Callable:
     def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        advice = None
-        if not getattr(self, "_keras_sparse_checked", False):
-            self._keras_sparse_checked = True
-            advice = builtin_loss_on_sparse(getattr(self, "_user_loss", None), y_true)
-            if advice:
-                warnings.warn(advice, UserWarning, stacklevel=3)
+        # Runs when the step is traced, not per batch, so checking every call is free.
+        advice = builtin_loss_on_sparse(getattr(self, "_user_loss", None), y_true)
+        if advice and not getattr(self, "_keras_sparse_warned", False):
+            self._keras_sparse_warned = True
+            warnings.warn(advice, UserWarning, stacklevel=3)
         try:
             return original(self, y_true, y_pred, sample_weight)
         except (TypeError, ValueError, NotImplementedError) as err:

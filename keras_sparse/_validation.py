@@ -168,3 +168,49 @@ def check_target_shape(true_shape: Any, pred_shape: Any, where: str) -> None:
     raise ValueError(
         f"{where}: `y_true` has shape {true_shape} but `y_pred` has shape {pred_shape}; {fix}."
     )
+
+
+def check_row_weights(sample_weight: Any, pred_shape: Any, where: str) -> None:
+    """Check that `sample_weight` holds one weight per row of the predictions.
+
+    keras_sparse losses and metrics weigh rows (users, documents), not single
+    entries; a `(rows, 1)` column is accepted as Keras does.
+    """
+    if sample_weight is None:
+        return
+    shape = getattr(sample_weight, "shape", None)
+    if shape is None:
+        shape = np.shape(sample_weight)
+    if getattr(shape, "rank", 0) is None:  # a graph tensor of unknown rank
+        return
+    shape = _static(shape)
+    rows = _static(pred_shape)[0] if len(_static(pred_shape)) else None
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(
+            f"{where}: `sample_weight` has shape {shape}, but keras_sparse losses and metrics "
+            f"take one weight per row, shape ({rows},). To weigh single entries, put the "
+            "weights in the target's values or write a `MaskedLoss`."
+        )
+    if shape[0] is not None and rows is not None and shape[0] != rows:
+        raise ValueError(
+            f"{where}: `sample_weight` has {shape[0]} rows but the batch has {rows}; pass one "
+            "weight per row (per sample), in the same order as `x` and `y`."
+        )
+
+
+def check_batch_rows(parts: Mapping[str, Any]) -> None:
+    """Check that the named arrays/tensors of one batch agree on their number of rows.
+
+    Parts whose rows are unknown (None values, scalars, shapes known only at
+    run time) are skipped.
+    """
+    rows = {}
+    for name, value in parts.items():
+        shape = getattr(value, "shape", None)
+        if value is None or shape is None or getattr(shape, "rank", 1) is None:
+            continue
+        dims = _static(shape)
+        if dims and dims[0] is not None:
+            rows[name] = int(dims[0])
+    if len(rows) > 1:
+        check_same_rows(rows)

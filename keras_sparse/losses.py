@@ -358,6 +358,7 @@ class MaskedLoss(keras.losses.Loss):
         # keeps a sparse tensor but casts it; do only that, then reduce as Keras does.
         if B.is_sparse(y_true) and self.dtype is not None:
             y_true = ops.cast(y_true, self.dtype)
+        _validation.check_row_weights(sample_weight, ops.shape(y_pred), f"loss {self.name!r}")
         return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

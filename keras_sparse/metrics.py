@@ -80,6 +80,7 @@ class _RankingMetric(_TotalCountMetric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate the per-row values of one batch."""
         scores = ops.cast(y_pred, self.dtype)
+        _validation.check_row_weights(sample_weight, ops.shape(scores), f"metric {self.name!r}")
         ranked = ranking.rank(
             y_true, scores, self.k, self.relevance_threshold, where=f"metric {self.name!r}"
         )
@@ -334,6 +335,8 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
+        y_pred = ops.convert_to_tensor(y_pred)
+        _validation.check_row_weights(sample_weight, ops.shape(y_pred), f"metric {self.name!r}")
         indices, values, weights, y_pred = observed_entries(
             y_true, ops.cast(y_pred, self.dtype), f"metric {self.name!r}"
         )

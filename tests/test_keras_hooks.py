@@ -1,0 +1,105 @@
+"""SciPy everywhere Keras takes data, and the warnings that name the sparse fix."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import keras_sparse as ks
+from conftest import MATRIX_CLASSES
+
+X = sp.random(16, 9, density=0.3, format="csr", random_state=0, dtype=np.float32)
+Y = sp.random(16, 6, density=0.4, format="csr", random_state=1, dtype=np.float32)
+
+
+def _model(sparse=True, metrics=()):
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((9,), sparse=sparse)
+    model = keras.Model(inp, keras.layers.Dense(6)(ks.layers.SparseDenseInput(5)(inp)))
+    model.compile(optimizer="sgd", loss=ks.losses.sparse_mse, metrics=list(metrics))
+    return model
+
+
+def _reference_scores(model, x):
+    """Dense NumPy forward pass of the SparseDenseInput -> Dense model (test oracle)."""
+    table, (kernel, bias) = model.layers[1].get_weights()[0], model.layers[2].get_weights()
+    return np.asarray(x.toarray(), np.float64) @ table @ kernel + bias
+
+
+@pytest.mark.parametrize("fmt", MATRIX_CLASSES, ids=lambda c: c.__name__)
+def test_model_and_layer_calls_accept_every_scipy_format(fmt):
+    model = _model()
+    x = fmt(X)
+    expected = _reference_scores(model, X)
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-5, atol=1e-6)
+    table = model.layers[1].get_weights()[0]
+    np.testing.assert_allclose(
+        np.asarray(model.layers[1](x)), X.toarray() @ table, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_train_and_test_on_batch_with_scipy_equal_backend_tensors():
+    a, b = _model(metrics=["ndcg"]), _model(metrics=["ndcg"])
+    got = a.train_on_batch(sp.coo_matrix(X), sp.csc_matrix(Y), return_dict=True)
+    want = b.train_on_batch(ks.to_sparse(X), ks.to_sparse(Y), return_dict=True)
+    assert got == pytest.approx(want, rel=1e-6)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6)
+    got = a.test_on_batch(X, Y, sample_weight=np.linspace(0, 1, 16), return_dict=True)
+    want = b.test_on_batch(
+        ks.to_sparse(X), ks.to_sparse(Y), sample_weight=np.linspace(0, 1, 16), return_dict=True
+    )
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"y": Y[:15]}, "`y` has 15 rows but `x` has 16"),
+        ({"y": Y, "sample_weight": np.ones(15)}, "`sample_weight` has 15 rows but `x` has 16"),
+    ],
+)
+def test_on_batch_rows_mismatch_is_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _model().train_on_batch(X, **kwargs)
+
+
+@pytest.mark.parametrize("loss", ["mse", keras.losses.MeanAbsoluteError(), "huber"])
+def test_builtin_loss_on_sparse_target_names_the_masked_loss(loss):
+    model = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+    model.compile(optimizer="sgd", loss=loss)
+    with pytest.warns(UserWarning, match=r"keras_sparse\.losses\.sparse_(mse|mae|huber)"):
+        try:  # Keras either fails (then the error says the same) or densifies
+            model.fit(X, Y, epochs=1, verbose=0)
+        except ValueError as err:
+            assert "scores only the observed entries" in str(err)
+
+
+def test_our_losses_and_dense_targets_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _model().fit(X, Y, epochs=1, verbose=0)
+        model = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(X, Y.toarray(), epochs=1, verbose=0)
+
+
+def test_dense_input_fed_a_sparse_matrix_warns_once():
+    inp = keras.Input((9,))  # no sparse=True
+    model = keras.Model(inp, keras.layers.Dense(6)(inp))
+    model.compile(optimizer="sgd", loss=ks.losses.sparse_mse)
+    with pytest.warns(UserWarning, match=r"sparse=True") as caught:
+        model.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+        model.predict(X, verbose=0)
+    assert sum("sparse=True" in str(w.message) for w in caught) == 1
+
+
+def test_hooks_are_installed_once():
+    from keras_sparse import _keras_hooks
+
+    call = keras.layers.Layer.__call__
+    assert _keras_hooks.install()
+    assert keras.layers.Layer.__call__ is call
