@@ -27,12 +27,6 @@ __all__ = [
 ]
 
 
-def _clip_rows(rows: Any, row_weights: Any) -> Any:
-    """Row ids clipped into range (padding slots carry weight 0 anyway)."""
-    last = ops.maximum(ops.shape(row_weights)[0] - 1, 0)
-    return ops.clip(rows, 0, ops.cast(last, rows.dtype))
-
-
 class _TotalCountMetric(keras.metrics.Metric):
     """State of every metric here: a weighted total and a weighted count."""
 
@@ -348,8 +342,11 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
         else:
             squared = ops.square(sops.gather_entries(y_pred, indices) - values)
             if sample_weight is not None:
+                # One extra 0 weight for padding slots, whose row is out of range (== rows).
                 row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1])
-                weights = weights * ops.take(row_w, _clip_rows(indices[:, 0], row_w))
+                row_w = ops.concatenate([row_w, ops.zeros((1,), self.dtype)], axis=0)
+                last = ops.shape(row_w)[0] - 1
+                weights = weights * ops.take(row_w, ops.clip(indices[:, 0], 0, last))
         self._add(ops.sum(squared * weights), ops.sum(weights))
 
     def result(self) -> Any:
