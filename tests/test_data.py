@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import keras_sparse as ks
 from conftest import MATRIX_CLASSES, dense_of, host_coo
 from keras_sparse import backend as B
-from keras_sparse.data import SparseDataset
+from keras_sparse.data import SparseDataset, mark_excluded
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +242,96 @@ def test_shard_shuffles_reproducibly_and_validates():
         ds.shard(1.5, 0)
     with pytest.raises(ValueError, match="`batch_size`"):
         ds.shard(2, 0, batch_size=0)
+
+
+def test_mark_excluded_matches_a_dense_reference():
+    rng = np.random.default_rng(11)
+    y = sp.random(7, 9, density=0.4, format="coo", random_state=3, dtype=np.float64)
+    y.data[:3] = 0.0  # explicit zeros stay observed
+    exclude = sp.csr_matrix((rng.random((7, 9)) < 0.3).astype(np.int8))
+    got = mark_excluded(sp.csc_matrix(y), exclude)
+    expected = np.zeros((7, 9))
+    stored = np.zeros((7, 9), bool)
+    for r, c, v in zip(y.row, y.col, y.data):
+        expected[r, c] += v
+        stored[r, c] = True
+    expected[exclude.toarray() != 0] = -np.inf
+    stored |= exclude.toarray() != 0
+    assert got.has_canonical_format and got.dtype == np.float64
+    coo = got.tocoo()
+    np.testing.assert_array_equal(np.sort(coo.row * 9 + coo.col), np.flatnonzero(stored))
+    np.testing.assert_array_equal(got.toarray()[stored], expected[stored])
+    dense_y = mark_excluded(np.eye(3, dtype=np.int64), [[1, 0, 0], [0, 0, 0], [0, 0, 1]])
+    assert dense_y.dtype == np.dtype(keras.backend.floatx())
+    assert dense_y.toarray().tolist() == [[-np.inf, 0, 0], [0, 1, 0], [0, 0, -np.inf]]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: mark_excluded(sp.eye(3), sp.eye(4)), ValueError, "`exclude` has shape"),
+        (lambda: mark_excluded(np.ones(3), sp.eye(3)), ValueError, "`y` must be 2-D"),
+        (lambda: mark_excluded(sp.eye(3), "seen"), TypeError, "`exclude`"),
+        (lambda: SparseDataset(sp.eye(3), exclude=sp.eye(3)), ValueError, "one target matrix"),
+        (
+            lambda: SparseDataset(sp.eye(3), (sp.eye(3), sp.eye(3)), exclude=sp.eye(3)),
+            ValueError,
+            "mark_excluded",
+        ),
+    ],
+)
+def test_invalid_exclusion_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_evaluate_with_excluded_items_matches_evaluate_top_k():
+    keras.utils.set_random_seed(5)
+    x = sp.random(45, 20, density=0.2, format="csr", random_state=6, dtype=np.float32)
+    rng = np.random.default_rng(7)
+    y = sp.csr_matrix((rng.random((45, 20)) < 0.15).astype(np.float32))
+    inp = keras.Input((20,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(20)(ks.layers.SparseDenseInput(6)(inp)))
+    names = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+    model.compile(
+        loss="sparse_mse",
+        metrics=[
+            ks.metrics.PrecisionAtK(3),
+            ks.metrics.RecallAtK(5),
+            ks.metrics.NDCGAtK(5),
+            ks.metrics.MAPAtK(5),
+            ks.metrics.HitRateAtK(3),
+            ks.metrics.MRRAtK(5),
+        ],
+    )
+    got = model.evaluate(SparseDataset(x, y, batch_size=16, exclude=x), verbose=0, return_dict=True)
+    want = ks.evaluate_top_k(model, x, y, k=(3, 5), exclude=x, metrics=names, verbose=0)
+    for name, k in zip(names, (3, 5, 5, 5, 3, 5)):
+        assert got[f"{name}_at_{k}"] == pytest.approx(want[f"{name}@{k}"], rel=1e-5, abs=1e-6)
+    plain = model.evaluate(SparseDataset(x, y, batch_size=16), verbose=0, return_dict=True)
+    assert plain["ndcg_at_5"] != pytest.approx(got["ndcg_at_5"])  # exclusion changed something
+
+
+def test_batch_rows_follow_order_shuffle_and_shards():
+    ds = SparseDataset(np.arange(10.0)[:, None], batch_size=4)
+    assert [ds.batch_rows(i).tolist() for i in range(len(ds))] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]
+    assert ds.batch_rows(-1).tolist() == [8, 9]
+    shuffled = SparseDataset(np.arange(10.0)[:, None], batch_size=4, shuffle=True, seed=0)
+    for i in range(len(shuffled)):
+        np.testing.assert_array_equal(
+            np.asarray(shuffled[i][0])[:, 0], shuffled.batch_rows(i).astype(float)
+        )
+    shard = ds.shard(2, 1)
+    assert np.concatenate([shard.batch_rows(i) for i in range(len(shard))]).tolist() == [
+        1,
+        3,
+        5,
+        7,
+        9,
+    ]
+    with pytest.raises(IndexError, match="out of range"):
+        ds.batch_rows(3)

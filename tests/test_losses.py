@@ -237,3 +237,85 @@ def test_dense_target_ignores_infinite_scores_at_unobserved_entries(kind):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     grad = gradient(lambda p: FUNCS[kind](y_true, p), y_pred)
     assert np.all(np.isfinite(grad))
+
+
+def _mismatch_model(units):
+    model = keras.Sequential([keras.Input((6,), sparse=True), keras.layers.Dense(units)])
+    model.compile(optimizer="sgd", loss="sparse_mse", metrics=["ndcg"])
+    return model
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, y: losses.sparse_mse(ks.to_sparse(y), np.zeros((8, 4), "float32")),
+        lambda x, y: losses.SparseHuber()(ks.to_sparse(y), np.zeros((8, 4), "float32")),
+        lambda x, y: _mismatch_model(4).fit(x, y, epochs=1, verbose=0),
+        lambda x, y: _mismatch_model(4).evaluate(x, y, verbose=0),
+        lambda x, y: _mismatch_model(4).train_on_batch(x, y),
+        lambda x, y: _mismatch_model(4).fit(SparseDataset(x, y, batch_size=4), verbose=0),
+    ],
+)
+def test_width_mismatch_names_both_shapes(call):
+    x = sp.random(8, 6, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    y = sp.random(8, 5, density=0.5, format="csr", random_state=1, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"`y_true` has shape \(\w+, 5\) but `y_pred` has shape"):
+        call(x, y)
+
+
+def test_rows_mismatch_names_both_shapes():
+    y = ks.to_sparse(sp.eye(4, 5, format="csr", dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(4, 5\) but `y_pred` has shape \(3, 5\).*rows"):
+        losses.sparse_mae(y, np.zeros((3, 5), "float32"))
+    with pytest.raises(ValueError, match=r"\(4, 5\) but `y_pred` has shape \(4, 6\)"):
+        losses.sparse_mse(np.ones((4, 5), "float32"), np.zeros((4, 6), "float32"))
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_fit_and_evaluate_with_sample_weight_match_the_weighted_reference(kind):
+    x = sp.random(24, 6, density=0.5, format="csr", random_state=2, dtype=np.float32)
+    y = sp.random(24, 5, density=0.4, format="csr", random_state=3, dtype=np.float32)
+    weights = np.linspace(0.0, 2.0, 24).astype(np.float32)
+    model = keras.Sequential([keras.Input((6,), sparse=True), keras.layers.Dense(5)])
+    model.compile(optimizer="sgd", loss=CLASSES[kind]())
+    model.fit(x, y, sample_weight=weights, batch_size=8, epochs=1, verbose=0)
+    pred = np.asarray(model.predict(x, verbose=0), np.float64)
+    per_row = loss_rows(kind, y, pred) if kind != "bce" else None
+    got = model.evaluate(x, y, sample_weight=weights, batch_size=24, verbose=0)
+    if per_row is not None:
+        assert got == pytest.approx(float((per_row * weights).sum() / 24), rel=1e-4)
+    with pytest.raises(ValueError, match="sample_weight"):
+        model.evaluate(x, y, sample_weight=weights[:-1], verbose=0)
+    with pytest.raises(ValueError, match=r"one weight per row"):
+        CLASSES[kind]()(ks.to_sparse(y), pred.astype("float32"), sample_weight=np.ones((24, 5)))
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse_tests")
+def log_cosh(t, p, scale=1.0):
+    return scale * keras.ops.log(keras.ops.cosh(p - t))
+
+
+def test_masked_loss_wraps_an_entry_function_and_saves(tmp_path):
+    y = sp.random(6, 5, density=0.5, format="csr", random_state=4, dtype=np.float32)
+    pred = np.random.default_rng(5).normal(size=(6, 5)).astype(np.float32)
+    loss = losses.MaskedLoss(log_cosh, scale=2.0)
+    assert loss.name == "log_cosh"
+    got = float(loss(ks.to_sparse(y), pred))
+    truth = entries(y)
+    per_row = np.zeros(6)
+    for u in range(6):
+        errs = [2.0 * np.log(np.cosh(pred[u, c] - v)) for (r, c), v in truth.items() if r == u]
+        per_row[u] = np.mean(errs) if errs else 0.0
+    assert got == pytest.approx(per_row.mean(), rel=1e-5)
+    clone = assert_config_round_trips(loss)
+    assert clone.fn is log_cosh and clone._fn_kwargs == {"scale": 2.0}
+    model = keras.Sequential([keras.Input((5,), sparse=True), keras.layers.Dense(5)])
+    model.compile(optimizer="sgd", loss=loss)
+    model.fit(y, y, epochs=1, verbose=0)
+    reloaded = assert_round_trips(model, y, tmp_path)
+    assert reloaded.evaluate(y, y, verbose=0) == pytest.approx(model.evaluate(y, y, verbose=0))
+
+
+def test_masked_loss_rejects_a_non_function():
+    with pytest.raises(TypeError, match="`fn` must be a function"):
+        losses.MaskedLoss("mse")

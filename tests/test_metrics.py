@@ -329,3 +329,34 @@ def test_autoencoder_recommender_beats_popularity():
     base = metrics.RecallAtK(20)
     base.update_state(ks.to_sparse(held), ks.ranking.mask_scores(popularity, ks.to_sparse(train)))
     assert ours > float(base.result()) + 0.05, (ours, float(base.result()))
+
+
+@pytest.mark.parametrize("metric", list(CLASSES))
+def test_update_state_shape_mismatch_names_both_shapes(metric):
+    y = ks.to_sparse(sp.eye(4, 6, format="csr", dtype=np.float32))
+    m = CLASSES[metric](k=2)
+    with pytest.raises(ValueError, match=rf"metric '{m.name}': `y_true` has shape \(4, 6\)"):
+        m.update_state(y, np.zeros((4, 5), "float32"))
+    with pytest.raises(ValueError, match=r"`sample_weight` has 3 rows but the batch has 4"):
+        m.update_state(y, np.zeros((4, 6), "float32"), sample_weight=np.ones(3))
+
+
+def test_every_metric_in_evaluate_with_sample_weight_matches_the_reference():
+    x = sp.random(30, 8, density=0.4, format="csr", random_state=8, dtype=np.float32)
+    rng = np.random.default_rng(9)
+    y = sp.csr_matrix((rng.random((30, 8)) < 0.3).astype(np.float32))
+    weights = rng.random(30).astype(np.float32)
+    model = keras.Sequential([keras.Input((8,), sparse=True), keras.layers.Dense(8)])
+    # Keras convention: `weighted_metrics` use `sample_weight`, `metrics` do not.
+    model.compile(
+        loss="sparse_mse",
+        metrics=[cls(k=3, name=f"plain_{m}") for m, cls in CLASSES.items()],
+        weighted_metrics=[cls(k=3) for cls in CLASSES.values()],
+    )
+    got = model.evaluate(x, y, sample_weight=weights, batch_size=7, verbose=0, return_dict=True)
+    scores = np.asarray(model.predict(x, verbose=0))
+    for metric in CLASSES:
+        want = ranking_mean(metric, scores, y, 3, sample_weight=weights)
+        assert got[f"{metric}_at_3"] == pytest.approx(want, rel=1e-5, abs=1e-6), metric
+        plain = ranking_mean(metric, scores, y, 3)
+        assert got[f"plain_{metric}"] == pytest.approx(plain, rel=1e-5, abs=1e-6), metric

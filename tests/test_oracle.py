@@ -136,7 +136,9 @@ RANKING = {
 
 
 @settings(max_examples=30)
-@given(batch(), st.sampled_from(list(RANKING)), st.integers(1, 8), st.sampled_from(["skip", "zero"]))
+@given(
+    batch(), st.sampled_from(list(RANKING)), st.integers(1, 8), st.sampled_from(["skip", "zero"])
+)
 def test_every_ranking_metric_matches_the_reference(case, name, k, empty_rows):
     y, scores, weights, exclude = case
     expected = ranking_mean(

@@ -102,3 +102,13 @@ def test_empty_matrix_gives_zeros():
 def test_invalid_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_operand_shape_mismatch_names_both_shapes(adjacency):
+    with pytest.raises(ValueError, match=r"fixed matrix has shape \(\d+, \d+\).*dense operand"):
+        SparseMatMul(adjacency)(np.zeros((adjacency.shape[1] + 1, 3), "float32"))
+    a = ks.to_sparse(sp.eye(4, 5, format="csr", dtype=np.float32))
+    with pytest.raises(ValueError, match=r"sparse operand has shape \(4, 5\)"):
+        SparseMatMul()([a, np.zeros((4, 3), "float32")])
+    with pytest.raises(ValueError, match=r"\(transposed\)"):
+        SparseMatMul(transpose_a=True)([a, np.zeros((5, 3), "float32")])
