@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import keras
 
+from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
 
@@ -60,6 +62,12 @@ class LazyAdam(keras.optimizers.Adam):
         name: str = "lazy_adam",
         **kwargs: Any,
     ) -> None:
+        if isinstance(learning_rate, (numbers.Real, str)):  # schedules, tensors: Keras checks
+            learning_rate = _validation.check_float(learning_rate, "learning_rate", low=0.0)
+        beta_1 = _validation.check_float(beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
+        beta_2 = _validation.check_float(beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
+        epsilon = _validation.check_float(epsilon, "epsilon", low=0.0)
+        amsgrad = _validation.check_bool(amsgrad, "amsgrad")
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
