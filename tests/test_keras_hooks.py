@@ -103,3 +103,19 @@ def test_hooks_are_installed_once():
     call = keras.layers.Layer.__call__
     assert _keras_hooks.install()
     assert keras.layers.Layer.__call__ is call
+
+
+def test_fit_accepts_an_unsorted_duplicate_coo_directly():
+    coo = X.tocoo()
+    perm = np.random.default_rng(4).permutation(coo.nnz)
+    unsorted = sp.coo_matrix(
+        (np.r_[coo.data[perm], 0.5], (np.r_[coo.row[perm], 0], np.r_[coo.col[perm], 0])),
+        shape=X.shape,
+    )
+    model = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+    model.compile(optimizer="sgd", loss="sparse_mse")
+    history = model.fit(unsorted, Y.tocoo(), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    kernel, bias = (np.asarray(w) for w in model.layers[-1].weights)
+    pred = model.predict(unsorted, batch_size=5, verbose=0)
+    np.testing.assert_allclose(pred, unsorted.toarray() @ kernel + bias, rtol=1e-5, atol=1e-5)

@@ -272,3 +272,35 @@ def mark_row_sparse(variable: Any) -> None:
 
 def note_dense_read(variable: Any) -> None:
     """Nothing to note: a dense read gives a dense gradient on TensorFlow."""
+
+
+def _canonical_from_scipy(x: Any) -> tf.SparseTensor:
+    """A SciPy matrix (any format) as a canonical `tf.SparseTensor`, as Keras needs."""
+    from keras_sparse.convert import coo_parts
+
+    indices, values, shape = coo_parts(x, "x")
+    return sparse_from_coo(indices, values, shape)
+
+
+def install_keras_hook() -> bool:
+    """Make Keras's own SciPy -> `tf.SparseTensor` conversion canonical.
+
+    `model.fit(coo)` (and `evaluate`/`predict`) go through one Keras function,
+    `data_adapter_utils.scipy_sparse_to_tf_sparse`, which keeps a COO
+    matrix's entry order; Keras's batch slicing then fails on an unsorted or
+    duplicated COO ("Arguments to from_value_rowids do not form a valid
+    RowPartition"). This replaces that one function with a canonical
+    conversion (row-major, duplicates summed). Idempotent; returns False
+    (changing nothing) if this Keras has no such function.
+    """
+    try:
+        from keras.src.trainers.data_adapters import data_adapter_utils
+    except ImportError:  # pragma: no cover - a Keras layout we do not know
+        return False
+    if getattr(data_adapter_utils, "scipy_sparse_to_tf_sparse", None) is None:
+        return False  # pragma: no cover - a Keras layout we do not know
+    data_adapter_utils.scipy_sparse_to_tf_sparse = _canonical_from_scipy
+    return True
+
+
+install_keras_hook()
