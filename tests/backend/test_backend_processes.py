@@ -42,3 +42,31 @@ def test_everything_runs_on_jax_where_tensorflow_cannot_be_imported():
 def test_a_model_saved_under_one_backend_predicts_the_same_under_the_other(tmp_path, saved, loaded):
     _run("cross_backend.py", "save", tmp_path, backend=saved)
     assert "identical predictions" in _run("cross_backend.py", "load", tmp_path, backend=loaded)
+
+
+def test_loading_without_importing_keras_sparse_says_to_import_it(tmp_path):
+    import keras
+
+    import keras_sparse as ks
+
+    inp = keras.Input((6,), sparse=True)
+    model = keras.Model(inp, keras.layers.Dense(3)(ks.layers.SparseDenseInput(2)(inp)))
+    model.compile(optimizer="lazy_adam", loss="sparse_mse", metrics=["ndcg"])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    code = f"import keras; keras.models.load_model({str(path)!r})"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert "imported" in message and "keras_sparse" in message, message
+    fixed = subprocess.run(
+        [sys.executable, "-c", "import keras_sparse; " + code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
