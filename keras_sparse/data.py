@@ -347,6 +347,40 @@ class SparseDataset(keras.utils.PyDataset):
             return rows
         return self._rows[rows]
 
+    def batch_of_rows(self, rows: Any) -> Any:
+        """The batch holding exactly `rows` (row numbers of the data given), as `ds[i]` returns.
+
+        With `batch_rows`, this lets a caller regroup rows, for example split
+        each batch among devices.
+
+        Args:
+            rows: 1-D sequence of row numbers in `[0, num_samples)` of the
+                data passed to the constructor (not of a shard).
+
+        Returns:
+            `(x,)`, `(x, y)` or `(x, y, sample_weight)` for those rows, in that order.
+
+        Raises:
+            ValueError: `rows` is not 1-D or holds a number out of range.
+
+        Examples:
+            >>> import numpy as np
+            >>> from keras_sparse.data import SparseDataset
+            >>> ds = SparseDataset(np.arange(6.0)[:, None], np.arange(6))
+            >>> x, y = ds.batch_of_rows([4, 1])
+            >>> np.asarray(y).tolist()
+            [4, 1]
+        """
+        rows = np.asarray(rows)
+        total = next(iter(_leaves(self._x, "x").values())).shape[0]
+        if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+            raise ValueError(f"`rows` must be a 1-D array of row numbers, got shape {rows.shape}.")
+        if rows.size and (rows.min() < 0 or rows.max() >= total):
+            raise ValueError(
+                f"`rows` must lie in [0, {total}), got values from {rows.min()} to {rows.max()}."
+            )
+        return self._batch_of_rows(rows)
+
     def _batch_of_rows(self, rows: slice | np.ndarray) -> Any:
         x = _batch(self._x, rows)
         if self._y is None:

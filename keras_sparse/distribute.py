@@ -203,11 +203,8 @@ def _as_tf_dataset(dataset: SparseDataset, pieces: int) -> tf.data.Dataset:
 
     def batches():
         for index in range(len(dataset)):
-            rows = dataset._batch_rows(index)
-            if isinstance(rows, slice):
-                rows = np.arange(rows.start, rows.stop)
-            for part in np.array_split(rows, pieces):
-                yield dataset._batch_of_rows(part)
+            for part in np.array_split(dataset.batch_rows(index), pieces):
+                yield dataset.batch_of_rows(part)
         dataset.on_epoch_end()
 
     return tf.data.Dataset.from_generator(batches, output_signature=signature)

@@ -335,3 +335,14 @@ def test_batch_rows_follow_order_shuffle_and_shards():
     ]
     with pytest.raises(IndexError, match="out of range"):
         ds.batch_rows(3)
+
+
+def test_batch_of_rows_returns_those_rows_and_checks_them(xy):
+    x, y = xy
+    ds = SparseDataset(x, y, np.arange(x.shape[0], dtype=np.float32), batch_size=5)
+    bx, by, bw = ds.batch_of_rows([7, 2, 2])
+    np.testing.assert_allclose(dense_of(bx), x[[7, 2, 2]].toarray(), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(bw), [7, 2, 2])
+    for bad in ([x.shape[0]], [[1, 2]], [0.5]):
+        with pytest.raises(ValueError, match="`rows`"):
+            ds.batch_of_rows(bad)
