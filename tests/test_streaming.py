@@ -158,3 +158,29 @@ def test_old_spellings_warn_and_give_the_same_result():
     from keras_sparse import outputs
 
     assert outputs.predict_top_k is ks.predict_top_k
+
+
+class CountingDense(keras.layers.Dense):
+    """Counts Python calls of `call`: a compiled step runs it only while tracing."""
+
+    calls = 0
+
+    def call(self, inputs):
+        CountingDense.calls += 1
+        return super().call(inputs)
+
+
+def test_second_call_with_the_same_model_and_shapes_does_not_retrace():
+    inp = keras.Input((10,), sparse=True)
+    model = keras.Model(inp, CountingDense(12)(ks.layers.SparseDenseInput(4)(inp)))
+    x = sp.random(32, 10, density=0.3, format="csr", random_state=9, dtype=np.float32)
+    y = sp.random(32, 12, density=0.3, format="csr", random_state=10, dtype=np.float32)
+    CountingDense.calls = 0
+    first = ks.evaluate_top_k(model, x, y, k=3, batch_size=16, verbose=0)
+    ks.predict_top_k(model, x, k=3, batch_size=16, verbose=0)
+    traced = CountingDense.calls
+    assert traced > 0
+    second = ks.evaluate_top_k(model, x, y, k=3, batch_size=16, verbose=0)
+    ks.predict_top_k(model, x, k=3, batch_size=16, verbose=0)
+    assert CountingDense.calls == traced
+    assert second == first
