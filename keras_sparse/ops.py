@@ -44,10 +44,19 @@ def excluded_marks(e: Entries) -> Any:
 
 
 def mask_marked(scores: Any, e: Entries) -> Any:
-    """`scores` set to -inf at the entries of `e` that are exclusion marks."""
-    current = gather_entries(scores, e.indices)
-    updates = ops.where(excluded_marks(e), ops.full_like(current, MINUS_INF), current)
-    return ops.scatter_update(scores, e.indices, updates)
+    """`scores` set to -inf at the entries of `e` that are exclusion marks.
+
+    The scatter copies the whole score block, so it only runs (`ops.cond`)
+    when the batch holds a mark.
+    """
+    marked = excluded_marks(e)
+
+    def mask() -> Any:
+        current = gather_entries(scores, e.indices)
+        updates = ops.where(marked, ops.full_like(current, MINUS_INF), current)
+        return ops.scatter_update(scores, e.indices, updates)
+
+    return ops.cond(ops.any(marked), mask, lambda: scores)
 
 
 def and_valid(mask: Any, valid: Any) -> Any:
