@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--k", type=int, default=20, help="items per user in the output")
-    parser.add_argument("--out", default="recommendations.npz")
+    parser.add_argument(
+        "--out", help="where to write the top-k CSR (default: a new temporary folder)"
+    )
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
@@ -61,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     model = build(args.items)
+    # Early stopping on the held-out ranking metric: the best epoch's weights are kept.
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_ndcg_at_10", mode="max", patience=3, restore_best_weights=True
+    )
     model.fit(
         ks.data.SparseDataset(train, train, batch_size=128, shuffle=True, seed=0),
         validation_data=ks.data.SparseDataset(train, held_out, batch_size=512),
         epochs=args.epochs,
+        callbacks=[stop],
         verbose=2,
     )
     scores = ks.evaluate_top_k(model, train, held_out, k=(10, 20), exclude=train, verbose=0)
@@ -72,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>15}: {value:.4f}")
 
     top = ks.predict_top_k(model, train, k=args.k, exclude=train, verbose=0)
-    sp.save_npz(args.out, top)
-    print(f"wrote the top {args.k} items of {top.shape[0]} users to {args.out}")
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="keras_sparse_"), "recs.npz")
+    sp.save_npz(out, top)
+    print(f"wrote the top {args.k} items of {top.shape[0]} users to {out}")
     return 0
 
 

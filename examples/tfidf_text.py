@@ -1,5 +1,6 @@
 """TF-IDF text classification: scikit-learn's sparse TF-IDF straight into Keras.
 
+    pip install scikit-learn  # or: pip install "keras-sparse[test]"
     python examples/tfidf_text.py
 
 `TfidfVectorizer` returns a SciPy CSR matrix with one column per word. It goes
@@ -19,7 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+
+try:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+except ImportError:  # the one extra this example needs
+    sys.exit("examples/tfidf_text.py needs scikit-learn: pip install scikit-learn")
 
 import keras_sparse as ks  # noqa: E402
 
@@ -61,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     keras.utils.set_random_seed(0)
     texts, labels = make_corpus(args.docs_per_topic)
     order = np.random.default_rng(1).permutation(len(texts))
-    cut = int(0.8 * len(texts))
-    train, test = order[:cut], order[cut:]
+    cut, val_cut = int(0.7 * len(texts)), int(0.8 * len(texts))
+    train, val, test = order[:cut], order[cut:val_cut], order[val_cut:]
     vectorizer = TfidfVectorizer()
     x_train = vectorizer.fit_transform([texts[i] for i in train])  # SciPy CSR
+    x_val = vectorizer.transform([texts[i] for i in val])
     x_test = vectorizer.transform([texts[i] for i in test])
     print(
         f"{x_train.shape[0]} training documents, {x_train.shape[1]} words, "
@@ -76,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     outputs = keras.layers.Dense(len(TOPICS), activation="softmax")(hidden)
     model = keras.Model(inputs, outputs)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(
+    stop = keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+    history = model.fit(
         ks.data.SparseDataset(x_train, labels[train], batch_size=32, shuffle=True, seed=0),
+        validation_data=ks.data.SparseDataset(x_val, labels[val]),
         epochs=args.epochs,
+        callbacks=[stop],
         verbose=0,
     )
+    print(f"trained {len(history.history['loss'])} epochs (early stopping on validation loss)")
     _, accuracy = model.evaluate(ks.data.SparseDataset(x_test, labels[test]), verbose=0)
     print(f"test accuracy: {accuracy:.3f} ({len(TOPICS)} topics, chance {1 / len(TOPICS):.2f})")
     return 0

@@ -1,73 +1,91 @@
-"""The `keras-sparse` command line: demo (the main job), topk and evaluate.
+"""The work behind the `keras-sparse` command line (arguments and checks: `keras_sparse_cli`).
 
-Every output file is written atomically (temporary file, then rename). Missing,
-corrupt or mismatched inputs print one line and exit with status 1.
+`demo` and `train` fit the autoencoder recommender with early stopping on a
+held-out split, print its ranking metrics beside popularity, and can save
+the model with its user/item id mappings, the top-k items per user (`.npz`
+with ids or `user,item,rank,score` CSV) and a plot of the curves. `topk` and
+`evaluate` take such a model and raw interaction files, mapping ids through
+the saved mapping. Every file is written atomically with the umask's mode.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
-import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
-EXIT_ERROR = 1
+import keras
+import numpy as np
+import scipy.sparse as sp
+
+import keras_sparse as ks
+from keras_sparse import backend as B
+from keras_sparse import interactions as io_
+from keras_sparse.datasets import split_holdout, synthetic_interactions
+from keras_sparse.layers import ExcludeSeen, SparseDenseInput, SparseDropout
+from keras_sparse_cli import CLIError, main  # noqa: F401 - `main` kept for `python -m` users
+
+IDS_ENTRY = "keras_sparse_ids.npz"  # the id mappings, stored inside the .keras zip
 
 
-class CLIError(Exception):
-    """An error to report as one line, without a traceback."""
+def build_recommender(items: int, hidden: int = 128, dropout: float = 0.5, seed: int = 0) -> Any:
+    """The demo's autoencoder recommender, made only of this package's parts."""
+    inputs = keras.Input((items,), sparse=True, name="items")
+    noisy = SparseDropout(dropout, seed=seed)(inputs)
+    code = SparseDenseInput(hidden, activation="tanh", combiner="sqrtn")(noisy)
+    scores = keras.layers.Dense(items, name="scores")(code)
+    return keras.Model(inputs, ExcludeSeen()([scores, inputs]), name="recommender")
 
 
-def _fail(message: str) -> None:
-    raise CLIError(message)
-
-
-def atomic_save_npz(path: str | Path, matrix: Any) -> None:
-    """Write `matrix` to `path` as a SciPy .npz via a temporary file and a rename."""
-    import scipy.sparse as sp
-
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        _fail(f"output folder '{path.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+def _read(path: str, args: argparse.Namespace) -> io_.Interactions:
     try:
-        with os.fdopen(fd, "wb") as fh:
-            sp.save_npz(fh, matrix)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read_matrix(path: str, what: str) -> Any:
-    from keras_sparse.datasets import read_interactions
-
-    try:
-        return read_interactions(path)
+        return io_.load_interactions(
+            path,
+            user_col=args.user_col,
+            item_col=args.item_col,
+            rating_col=args.rating_col,
+            min_rating=args.min_rating,
+            header=args.header,
+        )
     except ValueError as err:
-        _fail(f"{what}: {err}")
+        raise CLIError(str(err)) from None
 
 
-def _load_model(path: str) -> Any:
-    import keras
+def save_model(path: str | Path, model: Any, item_ids: np.ndarray) -> None:
+    """Save `model` as .keras (atomically) with the item ids inside the same zip."""
 
-    import keras_sparse  # noqa: F401  (registers the custom objects)
+    def write_to(tmp: Path) -> None:
+        model.save(tmp)
+        buffer = io.BytesIO()
+        np.savez(buffer, item_ids=np.asarray(item_ids))
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(IDS_ENTRY, buffer.getvalue())
 
-    if not Path(path).is_file():
-        _fail(f"model file '{path}' does not exist")
+    io_.atomic_write_path(path, write_to)
+
+
+def load_model(path: str) -> tuple[Any, np.ndarray]:
+    """A saved model and its item ids (column numbers for a model saved without them)."""
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as err:
-        _fail(f"could not load model '{path}': {str(err).splitlines()[0]}")
+        raise CLIError(f"could not load model '{path}': {str(err).splitlines()[0]}") from None
+    with zipfile.ZipFile(path) as archive:
+        if IDS_ENTRY in archive.namelist():
+            with np.load(io.BytesIO(archive.read(IDS_ENTRY)), allow_pickle=False) as stored:
+                return model, stored["item_ids"]
+    return model, np.arange(int(model.outputs[0].shape[-1]))
 
 
-def _check_rows(name_a: str, a: Any, name_b: str, b: Any) -> None:
-    if a.shape != b.shape:
-        _fail(f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; they must match")
+def _write_top_k(path: str, recs: Any, user_ids: Any, item_ids: Any) -> None:
+    if Path(path).suffix.lower() == ".csv":
+        io_.write_top_k_csv(path, recs, user_ids, item_ids)
+    else:
+        io_.save_npz(path, recs, user_ids, item_ids)
 
 
 def _table(columns: dict[str, dict[str, float]]) -> str:
@@ -79,174 +97,174 @@ def _table(columns: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def build_recommender(items: int, hidden: int = 128, dropout: float = 0.5, seed: int = 0) -> Any:
-    """The demo's autoencoder recommender, made only of this package's parts."""
-    import keras
+def _popularity(train: sp.csr_matrix) -> Any:
+    counts = keras.ops.convert_to_tensor(np.asarray(train.sum(axis=0), dtype=np.float32))
 
-    from keras_sparse.layers import ExcludeSeen, SparseDenseInput, SparseDropout
+    def popular(batch: Any) -> Any:
+        return keras.ops.ones((B.sparse_num_rows(batch), 1)) * counts
 
-    inputs = keras.Input((items,), sparse=True, name="items")
-    noisy = SparseDropout(dropout, seed=seed)(inputs)
-    code = SparseDenseInput(hidden, activation="tanh", combiner="sqrtn")(noisy)
-    scores = keras.layers.Dense(items, name="scores")(code)
-    return keras.Model(inputs, ExcludeSeen()([scores, inputs]), name="recommender")
+    return popular
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """Train the demo recommender, print its metrics beside popularity, write top-k."""
-    import keras
-    import numpy as np
+class _RankingHistory(keras.callbacks.Callback):
+    """NDCG@10 / recall@20 on the validation split after every epoch, for early stopping."""
 
-    import keras_sparse as ks
-    from keras_sparse import backend as B
-    from keras_sparse.datasets import split_holdout, synthetic_interactions
+    def __init__(self, train: sp.csr_matrix, held: sp.csr_matrix) -> None:
+        super().__init__()
+        self.train, self.held = train, held
 
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        result = ks.evaluate_top_k(
+            self.model, self.train, self.held, k=(10, 20), exclude=self.train,
+            metrics=("ndcg", "recall"), batch_size=1024, verbose=0,
+        )  # fmt: skip
+        if logs is not None:
+            logs["val_ndcg@10"] = result["ndcg@10"]
+            logs["val_recall@20"] = result["recall@20"]
+
+
+def _plot(path: str, history: dict, baseline: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, history["loss"], marker="o")
+    left.set(title="training loss", xlabel="epoch", ylabel="multinomial NLL")
+    for name, color in (("ndcg@10", "C0"), ("recall@20", "C1")):
+        right.plot(epochs, history[f"val_{name}"], marker="o", color=color, label=name)
+        right.axhline(baseline[name], color=color, linestyle="--", label=f"{name} popularity")
+    right.set(title="validation ranking metrics", xlabel="epoch")
+    right.legend()
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".")
+    io_.atomic_write(path, lambda fh: fig.savefig(fh, format=suffix))
+    plt.close(fig)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Fit the recommender with early stopping; print metrics; write what was asked for."""
     start = time.perf_counter()
-    if args.data:
-        data = _read_matrix(args.data, "--data")
-        source = args.data
+    path = getattr(args, "data", None)
+    if path:
+        data = _read(path, args)
+        source = path
     else:
-        data = synthetic_interactions(seed=args.seed)
+        matrix = synthetic_interactions(seed=args.seed)
+        data = io_.Interactions(matrix, np.arange(matrix.shape[0]), np.arange(matrix.shape[1]))
         source = "synthetic (planted taste groups, popularity skew)"
-    users, items = data.shape
+    users, items = data.matrix.shape
     if users < 2 or items < 2:
-        _fail(f"--data: need at least 2 users and 2 items, got shape {data.shape}")
-    train, held = split_holdout(data, fraction=0.2, seed=args.seed)
+        raise CLIError(f"{source}: need at least 2 users and 2 items, got {users} x {items}")
+    train, held = split_holdout(data.matrix, fraction=0.2, seed=args.seed)
+    # Early stopping watches a validation split of the training items, never `held`,
+    # so the metrics printed at the end are not chosen on the data they report.
+    fit_part, val = split_holdout(train, fraction=0.1, seed=args.seed + 1)
     print(
-        f"data: {source}: {users} users x {items} items, {data.nnz} interactions "
-        f"({100 * data.nnz / (users * items):.2f} % dense); train {train.nnz}, held out "
-        f"{held.nnz}"
+        f"data: {source}: {users} users x {items} items, {data.matrix.nnz} interactions "
+        f"({100 * data.matrix.nnz / (users * items):.2f} % dense); train {fit_part.nnz}, "
+        f"validation {val.nnz}, held out {held.nnz}"
     )
     keras.utils.set_random_seed(args.seed)
     model = build_recommender(items, seed=args.seed)
     model.compile(
         optimizer=ks.optimizers.LazyAdam(args.learning_rate), loss=ks.losses.SparseMultinomialNLL()
     )
-    model.fit(
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_ndcg@10", mode="max", patience=args.patience, restore_best_weights=True
+    )
+    fitted = model.fit(
         ks.data.SparseDataset(
-            train, train, batch_size=args.batch_size, shuffle=True, seed=args.seed
+            fit_part, fit_part, batch_size=args.batch_size, shuffle=True, seed=args.seed
         ),
         epochs=args.epochs,
         verbose=args.verbose,
+        callbacks=[_RankingHistory(fit_part, val), stop],
     )
-    ks_ = (10, 20)
-    kwargs = {"k": ks_, "exclude": train, "batch_size": 1024, "verbose": 0}
+    epochs = len(fitted.history["loss"])
+    kwargs = {"k": (10, 20), "exclude": train, "batch_size": 1024, "verbose": 0}
     ours = ks.evaluate_top_k(model, train, held, **kwargs)
-    popularity = keras.ops.convert_to_tensor(np.asarray(train.sum(axis=0), dtype=np.float32))
-
-    def popular(batch: Any) -> Any:
-        return keras.ops.ones((B.sparse_num_rows(batch), 1)) * popularity
-
-    base = ks.evaluate_top_k(popular, train, held, **kwargs)
-    print()
+    base = ks.evaluate_top_k(_popularity(train), train, held, **kwargs)
+    print(f"\ntrained {epochs} epochs, kept the best validation NDCG@10; held-out metrics:\n")
     print(_table({"autoencoder": ours, "popularity": base}))
-    recs = ks.predict_top_k(model, train, k=args.k, exclude=train, verbose=0)
-    atomic_save_npz(args.out, recs)
-    print(
-        f"\nwrote the top-{args.k} items of {users} users to {args.out} "
-        f"(CSR, {recs.nnz} entries, items in rank order); {time.perf_counter() - start:.0f} s"
-    )
+    if args.plot:
+        _plot(args.plot, fitted.history, base)
+        print(f"\nwrote the training curves to {args.plot}")
+    if args.save_model:
+        save_model(args.save_model, model, data.item_ids)
+        print(f"saved the model and its {items} item ids to {args.save_model}")
+    if args.out:
+        recs = ks.predict_top_k(model, data.matrix, k=args.k, exclude=data.matrix, verbose=0)
+        _write_top_k(args.out, recs, data.user_ids, data.item_ids)
+        print(
+            f"wrote the top-{args.k} items of {users} users to {args.out} "
+            f"({recs.nnz} recommendations, best first)"
+        )
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"keras-sparse: note: {note}", file=sys.stderr)
 
 
 def cmd_topk(args: argparse.Namespace) -> None:
-    """Write the top-k items of a saved model for each input row."""
-    import keras_sparse as ks
+    """Each input user's top-k items from a saved model, with the original ids."""
+    model, item_ids = load_model(args.model)
+    data = _read(args.input, args)
+    x, notes = io_.align(data, item_ids, "INPUT")
+    exclude = x if args.exclude_input else None
+    if args.exclude:
+        excluded = _rows_of(_read(args.exclude, args), data.user_ids, item_ids, "--exclude", notes)
+        exclude = excluded if exclude is None else (exclude + excluded).tocsr()
+    _notes(notes)
+    recs = ks.predict_top_k(model, x, k=args.k, exclude=exclude, verbose=0)
+    _write_top_k(args.output, recs, data.user_ids, item_ids)
+    print(f"wrote top-{args.k} of {recs.shape[0]} users ({recs.nnz} items) to {args.output}")
 
-    model = _load_model(args.model)
-    x = _read_matrix(args.input, "INPUT")
-    exclude = _read_matrix(args.exclude, "--exclude") if args.exclude else None
-    if exclude is not None and exclude.shape[0] != x.shape[0]:
-        _fail(f"--exclude has {exclude.shape[0]} rows but INPUT has {x.shape[0]}")
-    try:
-        recs = ks.predict_top_k(model, x, k=args.k, exclude=exclude, verbose=0)
-    except (ValueError, TypeError) as err:
-        _fail(f"scoring failed: {str(err).splitlines()[0]}")
-    atomic_save_npz(args.output, recs)
-    print(f"wrote top-{args.k} of {recs.shape[0]} rows ({recs.nnz} entries) to {args.output}")
+
+def _rows_of(
+    other: io_.Interactions, user_ids: np.ndarray, item_ids: np.ndarray, what: str, notes: list
+) -> sp.csr_matrix:
+    """`other` on the model's items and on the rows of `user_ids` (unknown users dropped)."""
+    matrix, item_notes = io_.align(other, item_ids, what)
+    notes.extend(item_notes)
+    row_of = {u.item(): r for r, u in enumerate(np.asarray(user_ids))}
+    rows = np.asarray([row_of.get(u.item(), -1) for u in np.asarray(other.user_ids)], np.int64)
+    if (rows < 0).any():
+        notes.append(f"{what}: {int((rows < 0).sum())} users are not in the input; ignored")
+    coo = matrix.tocoo()
+    keep = rows[coo.row] >= 0
+    out = sp.csr_matrix(
+        (coo.data[keep], (rows[coo.row][keep], coo.col[keep])),
+        shape=(len(user_ids), matrix.shape[1]),
+        dtype=np.float32,
+    )
+    out.sum_duplicates()
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    """Print the ranking metrics of a saved model."""
-    import keras_sparse as ks
-
-    model = _load_model(args.model)
-    x = _read_matrix(args.input, "--input")
-    y = _read_matrix(args.target, "--target")
-    if x.shape[0] != y.shape[0]:
-        _fail(f"--input has {x.shape[0]} rows but --target has {y.shape[0]}")
-    exclude = _read_matrix(args.exclude, "--exclude") if args.exclude else None
-    if exclude is not None:
-        _check_rows("--exclude", exclude, "--target", y)
-    try:
-        result = ks.evaluate_top_k(model, x, y, k=tuple(args.k), exclude=exclude, verbose=0)
-    except (ValueError, TypeError) as err:
-        _fail(f"evaluation failed: {str(err).splitlines()[0]}")
+    """Ranking metrics of a saved model on held-out interactions, users matched by id."""
+    model, item_ids = load_model(args.model)
+    data = _read(args.input, args)
+    x, notes = io_.align(data, item_ids, "--input")
+    y = _rows_of(_read(args.target, args), data.user_ids, item_ids, "--target", notes)
+    exclude = None
+    if args.exclude:
+        exclude = _rows_of(_read(args.exclude, args), data.user_ids, item_ids, "--exclude", notes)
+    _notes(notes)
+    if y.nnz == 0:
+        raise CLIError("--target: no interaction left after matching users and items")
+    result = ks.evaluate_top_k(model, x, y, k=tuple(args.k), exclude=exclude, verbose=0)
     print(_table({"model": result}))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `keras-sparse`."""
-    parser = argparse.ArgumentParser(
-        prog="keras-sparse",
-        description="Train, score and evaluate Keras models on sparse data.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="train an autoencoder recommender and compare it with popularity (the main job)",
-    )
-    demo.add_argument(
-        "--data",
-        help="interactions: SciPy .npz or CSV user,item[,rating]; "
-        "default: a deterministic synthetic data set",
-    )
-    demo.add_argument("--out", default="recs.npz", help="where to write the top-k CSR")
-    demo.add_argument("-k", type=int, default=20, help="items per user in --out (default 20)")
-    demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--batch-size", type=int, default=256)
-    demo.add_argument("--learning-rate", type=float, default=0.005)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2])
-    demo.set_defaults(func=cmd_demo)
-
-    topk = sub.add_parser("topk", help="write each row's top-k items of a saved model as CSR")
-    topk.add_argument("model", help="a .keras model file")
-    topk.add_argument("input", help="model input rows, SciPy .npz (or CSV)")
-    topk.add_argument("-k", type=int, required=True)
-    topk.add_argument("--exclude", help="items never to return, .npz with the rows of INPUT")
-    topk.add_argument("-o", "--output", required=True, help="output .npz")
-    topk.set_defaults(func=cmd_topk)
-
-    ev = sub.add_parser("evaluate", help="ranking metrics of a saved model")
-    ev.add_argument("model", help="a .keras model file")
-    ev.add_argument("--input", required=True, help="model input rows, .npz")
-    ev.add_argument("--target", required=True, help="relevant items per row, .npz")
-    ev.add_argument("-k", type=int, nargs="+", default=[10, 20])
-    ev.add_argument("--exclude", help="items to exclude per row, .npz")
-    ev.set_defaults(func=cmd_evaluate)
-    return parser
+COMMANDS = {"demo": cmd_train, "train": cmd_train, "topk": cmd_topk, "evaluate": cmd_evaluate}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("k", "epochs", "batch_size"):
-        value = getattr(args, name, None)
-        values = value if isinstance(value, list) else [value]
-        if value is not None and any(v < 1 for v in values):
-            parser.error(f"-{'-' if len(name) > 1 else ''}{name.replace('_', '-')} must be >= 1")
-    try:
-        args.func(args)
-    except CLIError as err:
-        print(f"keras-sparse: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("keras-sparse: interrupted; no output was written", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def run(args: argparse.Namespace) -> None:
+    """Run the parsed, checked command (see `keras_sparse_cli.main`)."""
+    COMMANDS[args.command](args)

@@ -112,22 +112,23 @@ def split_holdout(
 
 
 def read_interactions(path: str | Path) -> sp.csr_matrix:
-    """Read a SciPy `.npz` matrix or a CSV of `user,item[,rating]` lines.
+    """Read a SciPy `.npz` matrix or a CSV / TSV of `user,item[,rating]` lines.
 
-    CSV ids may be any strings or numbers; they are mapped to rows and columns
-    in sorted order. A first line starting with `user` (or whose rating is
-    not a number) is taken as a header.
-    Missing ratings count as 1; repeated pairs are summed.
+    The matrix of `keras_sparse.interactions.load_interactions(path)`, which
+    also returns the user and item ids (and takes column choices): ids are
+    mapped to rows and columns in sorted order (numerically when they are
+    numbers), a header line is detected, missing ratings count as 1 and
+    repeated pairs are summed.
 
     Args:
-        path: File path ending in `.npz` or `.csv`.
+        path: A `.npz`, `.csv`, `.tsv` or MovieLens `u.data` file.
 
     Returns:
         A canonical `scipy.sparse.csr_matrix` of float32 values.
 
     Raises:
         ValueError: the file is missing, unreadable or malformed (the message
-            says which and why).
+            says which and why, with the line number).
 
     Examples:
         >>> import scipy.sparse as sp, tempfile, os
@@ -137,58 +138,9 @@ def read_interactions(path: str | Path) -> sp.csr_matrix:
         >>> read_interactions(path).shape
         (3, 3)
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"file '{path}' does not exist")
-    if path.suffix == ".npz":
-        try:
-            matrix = sp.load_npz(path)
-        except Exception as err:  # corrupt zip, wrong arrays, ...
-            raise ValueError(f"could not read '{path}' as a SciPy sparse .npz: {err}") from err
-        if matrix.ndim != 2:
-            raise ValueError(f"'{path}' holds a {matrix.ndim}-D matrix; a 2-D one is needed")
-        csr = sp.csr_matrix(matrix, dtype=np.float32)
-        csr.sum_duplicates()
-        return csr
-    if path.suffix != ".csv":
-        raise ValueError(f"'{path}' must end in .npz (SciPy sparse) or .csv (user,item[,rating])")
-    return _read_csv(path)
+    from keras_sparse.interactions import load_interactions
 
-
-def _read_csv(path: Path) -> sp.csr_matrix:
-    users, items, ratings = [], [], []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            parts = [p.strip() for p in line.strip().split(",")]
-            if parts == [""]:
-                continue
-            if len(parts) not in (2, 3):
-                raise ValueError(
-                    f"'{path}' line {number}: expected user,item[,rating], got {line.strip()!r}"
-                )
-            if number == 1 and parts[0].lower() in {"user", "user_id", "userid", "uid"}:
-                continue  # header
-            if len(parts) == 3:
-                try:
-                    rating = float(parts[2])
-                except ValueError:
-                    if number == 1:
-                        continue  # header
-                    raise ValueError(
-                        f"'{path}' line {number}: rating {parts[2]!r} is not a number"
-                    ) from None
-            else:
-                rating = 1.0
-            users.append(parts[0])
-            items.append(parts[1])
-            ratings.append(rating)
-    if not users:
-        raise ValueError(f"'{path}' holds no user,item lines")
-    user_ids, rows = np.unique(np.asarray(users), return_inverse=True)
-    item_ids, cols = np.unique(np.asarray(items), return_inverse=True)
-    shape = (len(user_ids), len(item_ids))
-    coo = sp.coo_matrix((np.asarray(ratings, np.float32), (rows, cols)), shape=shape)
-    return coo.tocsr()
+    return load_interactions(path).matrix
 
 
 PLANETOID_NAMES = ("cora", "citeseer", "pubmed")

@@ -1,197 +1,197 @@
+"""The `keras-sparse` command line, run as a user runs it: the installed entry point."""
+
+import csv
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 import keras_sparse as ks
+import keras_sparse_cli
 from keras_sparse import cli
-from keras_sparse.outputs import TopKToCSR
+from keras_sparse.interactions import align, load_interactions
+
+ENTRY = (
+    [shutil.which("keras-sparse")]
+    if shutil.which("keras-sparse")
+    else [
+        sys.executable,
+        "-m",
+        "keras_sparse_cli",
+    ]
+)
+ENV = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")}
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    x = ks.datasets.synthetic_interactions(60, 30, density=0.1, seed=0)
-    train, held = ks.datasets.split_holdout(x)
-    model = cli.build_recommender(30, hidden=8)
-    model.compile(optimizer="adam", loss=ks.losses.sparse_multinomial_nll)
-    model.fit(ks.data.SparseDataset(train, train, batch_size=16), epochs=1, verbose=0)
-    model.save(root / "m.keras")
-    sp.save_npz(root / "train.npz", train)
-    sp.save_npz(root / "held.npz", held)
-    sp.save_npz(root / "short.npz", train[:10])
-    (root / "corrupt.npz").write_bytes(b"garbage")
-    return root, model, train, held
-
-
-def test_topk_end_to_end(files, capsys):
-    root, model, train, _ = files
-    out = root / "recs.npz"
-    code = cli.main(
-        [
-            "topk",
-            str(root / "m.keras"),
-            str(root / "train.npz"),
-            "-k",
-            "5",
-            "--exclude",
-            str(root / "train.npz"),
-            "-o",
-            str(out),
-        ]
+def _run(*args, umask=None, cwd=None):
+    return subprocess.run(
+        [*ENTRY, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        cwd=cwd,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
     )
-    assert code == 0
-    recs = sp.load_npz(out)
-    scores = model.predict(ks.data.SparseDataset(train), verbose=0)
-    expected = TopKToCSR(5)(scores, exclude=train)
-    np.testing.assert_array_equal(recs.indices, expected.indices)
-    assert not [p for p in os.listdir(root) if p.endswith(".tmp")]
 
 
-def test_evaluate_end_to_end(files, capsys):
-    root, model, train, held = files
-    code = cli.main(
-        [
-            "evaluate",
-            str(root / "m.keras"),
-            "--input",
-            str(root / "train.npz"),
-            "--target",
-            str(root / "held.npz"),
-            "-k",
-            "5",
-            "10",
-            "--exclude",
-            str(root / "train.npz"),
-        ]
+def _write_ratings(path, users=120, items=50, seed=0, header=True, sep=","):
+    """A MovieLens-style file: numeric ids that sort differently as text, taste groups."""
+    rng = np.random.default_rng(seed)
+    lines = ["userId,movieId,rating,timestamp".replace(",", sep)] if header else []
+    for u in range(users):
+        group = u % 3
+        liked = [i for i in range(items) if i % 3 == group]
+        for i in rng.choice(items, size=12, replace=False):
+            rating = 5.0 if i in liked else float(rng.choice([1.0, 2.0]))
+            lines.append(sep.join([str(u * 5 + 2), str(i * 10 + 1), str(rating), "881250949"]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_help_and_version_print_without_importing_a_backend():
+    code = (
+        "import sys, keras_sparse_cli as c\n"
+        "for argv in (['--version'], ['--help'], ['train', '--help']):\n"
+        "    try:\n"
+        "        c.main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0\n"
+        "print('heavy:', [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])\n"
     )
-    assert code == 0
-    printed = capsys.readouterr().out
-    expected = ks.evaluate_top_k(model, train, held, k=(5, 10), exclude=train, verbose=0)
-    assert f"{expected['ndcg@10']:.4f}" in printed and "recall@5" in printed
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert f"keras-sparse {keras_sparse_cli.version()}" in done.stdout
+    assert "--min-rating" in done.stdout and "heavy: []" in done.stdout
+    assert done.stderr == ""
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (
-            ["topk", "{root}/nope.keras", "{root}/train.npz", "-k", "3", "-o", "{root}/o.npz"],
-            "model file",
-        ),
-        (
-            ["topk", "{root}/m.keras", "{root}/nope.npz", "-k", "3", "-o", "{root}/o.npz"],
-            "does not exist",
-        ),
-        (
-            ["topk", "{root}/m.keras", "{root}/corrupt.npz", "-k", "3", "-o", "{root}/o.npz"],
-            "could not read",
-        ),
-        (
-            ["topk", "{root}/corrupt.npz", "{root}/train.npz", "-k", "3", "-o", "{root}/o.npz"],
-            "could not load model",
-        ),
-        (
-            [
-                "topk",
-                "{root}/m.keras",
-                "{root}/train.npz",
-                "-k",
-                "3",
-                "--exclude",
-                "{root}/short.npz",
-                "-o",
-                "{root}/o.npz",
-            ],
-            "rows",
-        ),
-        (
-            ["topk", "{root}/m.keras", "{root}/train.npz", "-k", "3", "-o", "{root}/no/o.npz"],
-            "output folder",
-        ),
-        (
-            [
-                "evaluate",
-                "{root}/m.keras",
-                "--input",
-                "{root}/train.npz",
-                "--target",
-                "{root}/short.npz",
-            ],
-            "rows",
-        ),
+        (["train", "{r}", "--out", "{d}"], "is a folder"),
+        (["train", "{r}", "--out", "{d}/missing/recs.csv"], "does not exist"),
+        (["train", "{r}", "--out", "{d}/recs.txt"], "must end in .npz or .csv"),
+        (["train", "{r}", "--save-model", "{d}/m.h5"], "must end in .keras"),
+        (["train", "{d}/none.csv"], "DATA '{d}/none.csv' does not exist"),
+        (["train", "{d}"], "is a folder, not a file"),
+        (["topk", "{d}/m.keras", "{r}", "-k", "3", "-o", "{d}/o.csv"], "MODEL"),
+        (["evaluate", "{r}", "--input", "{r}", "--target", "{d}/t.csv"], "--target"),
     ],
 )
-def test_failures_print_one_line_and_exit_non_zero(files, capsys, args, message):
-    root = files[0]
-    code = cli.main([a.format(root=root) for a in args])
+def test_bad_paths_are_refused_before_any_work(tmp_path, capsys, args, message):
+    ratings = _write_ratings(tmp_path / "ratings.csv")
+    argv = [a.format(r=ratings, d=tmp_path) for a in args]
+    assert keras_sparse_cli.main(argv) == 1
     err = capsys.readouterr().err.strip()
-    assert code == 1
-    assert err.startswith("keras-sparse: error:") and message in err
-    assert len(err.splitlines()) == 1
-    assert not (root / "o.npz").exists()
+    assert err.startswith("keras-sparse: error:") and len(err.splitlines()) == 1
+    assert message.format(d=tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
 
 
-def test_bad_k_is_a_usage_error(files):
-    root = files[0]
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["topk", str(root / "m.keras"), str(root / "train.npz"), "-k", "0", "-o", "x"])
-    assert exc.value.code == 2
+def test_a_refused_path_never_imports_keras(tmp_path):
+    code = (
+        "import sys, keras_sparse_cli as c\n"
+        f"status = c.main(['train', {str(tmp_path)!r}, '--out', {str(tmp_path)!r}])\n"
+        "print(status, 'keras' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert done.stdout.split() == ["1", "False"]
 
 
-def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
-    target = tmp_path / "out.npz"
-    sp.save_npz(target, sp.eye(2, format="csr"))
-    before = target.read_bytes()
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_folder_is_refused(tmp_path, capsys):
+    ratings = _write_ratings(tmp_path / "ratings.csv")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert keras_sparse_cli.main(["train", str(ratings), "--out", str(locked / "r.csv")]) == 1
+    assert "no permission" in capsys.readouterr().err
 
-    def explode(fh, matrix):
-        fh.write(b"partial")
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(sp, "save_npz", explode)
-    with pytest.raises(KeyboardInterrupt):
-        cli.atomic_save_npz(target, sp.eye(3, format="csr"))
-    assert target.read_bytes() == before
-    assert os.listdir(tmp_path) == ["out.npz"]
+def test_malformed_line_and_debug_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("userId,movieId,rating\n1,2,5\n3,4,lots\n")
+    assert keras_sparse_cli.main(["train", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"keras-sparse: error: '{bad}' line 3: rating 'lots' is not a number"
+    corrupt = tmp_path / "m.keras"
+    corrupt.write_bytes(b"not a zip")
+    argv = ["topk", str(corrupt), str(bad), "-k", "2", "-o", str(tmp_path / "o.csv")]
+    assert keras_sparse_cli.main(argv) == 1
+    assert "could not load model" in capsys.readouterr().err
+    assert keras_sparse_cli.main(["--debug", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def _csv_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.mark.slow
-def test_demo_console_script_end_to_end(tmp_path):
-    csv = tmp_path / "inter.csv"
-    rng = np.random.default_rng(0)
-    lines = ["user,item"] + [f"u{u},i{rng.integers(0, 40)}" for u in range(80) for _ in range(6)]
-    csv.write_text("\n".join(lines))
-    out = tmp_path / "recs.npz"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_sparse.cli",
-            "demo",
-            "--data",
-            str(csv),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "-k",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_train_save_topk_evaluate_round_trip_matches_the_python_api(tmp_path):
+    train_file = _write_ratings(tmp_path / "ratings.csv", seed=0)
+    held_file = _write_ratings(tmp_path / "held.csv", seed=1)
+    model_file, recs = tmp_path / "model.keras", tmp_path / "recs.csv"
+    done = _run(
+        "train", train_file, "--min-rating", "4", "--save-model", model_file, "--out", recs,
+        "--epochs", "3", "-k", "4", "--plot", tmp_path / "curves.png", umask=0o022,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "popularity" in done.stdout and "ndcg@10" in done.stdout
-    recs = sp.load_npz(out)
-    assert recs.shape[0] == 80 and np.all(np.diff(recs.indptr) <= 5)
-    bad = subprocess.run(
-        [sys.executable, "-m", "keras_sparse.cli", "demo", "--data", str(tmp_path / "none.csv")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    assert done.stderr == ""  # no backend log lines
+    for name in ("model.keras", "recs.csv", "curves.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    rows = _csv_rows(recs)
+    assert {int(r["user"]) for r in rows} == {u * 5 + 2 for u in range(120)}
+    assert {int(r["item"]) % 10 for r in rows} == {1}  # original movie ids, numbers
+
+    top = tmp_path / "top.csv"
+    done = _run(
+        "topk", model_file, train_file, "-k", "3", "-o", top, "--exclude-input", "--min-rating", "4"
     )
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "does not exist" in bad.stderr
+    assert done.returncode == 0, done.stderr
+    model, item_ids = cli.load_model(str(model_file))
+    data = load_interactions(train_file, min_rating=4)
+    x, _ = align(data, item_ids, "input")
+    expected = ks.predict_top_k(model, x, k=3, exclude=x, verbose=0)
+    got = {(int(r["user"]), int(r["item"]), int(r["rank"])) for r in _csv_rows(top)}
+    want = {
+        (int(data.user_ids[u]), int(item_ids[i]), rank)
+        for u in range(expected.shape[0])
+        for rank, i in enumerate(expected.indices[expected.indptr[u] : expected.indptr[u + 1]], 1)
+    }
+    assert got == want
+
+    done = _run(
+        "evaluate", model_file, "--input", train_file, "--target", held_file, "--min-rating", "4",
+        "-k", "5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    held = load_interactions(held_file, min_rating=4)
+    y, _ = align(held, item_ids, "target")  # same users in the same order in both files
+    assert held.user_ids.tolist() == data.user_ids.tolist()
+    result = ks.evaluate_top_k(model, x, y, k=5, verbose=0)
+    assert f"{result['ndcg@5']:.4f}" in done.stdout and f"{result['recall@5']:.4f}" in done.stdout
+
+
+@pytest.mark.slow
+def test_demo_and_the_jax_backend_and_unknown_items(tmp_path):
+    ratings = _write_ratings(tmp_path / "u.data", header=False, sep="\t")
+    out = tmp_path / "recs.npz"
+    done = _run("demo", "--data", ratings, "--out", out, "--epochs", "2", "-k", "5",
+                "--save-model", tmp_path / "m.keras")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recs = ks.interactions.load_npz(out)
+    assert recs.matrix.shape[0] == 120 and np.all(np.diff(recs.matrix.indptr) <= 5)
+    assert recs.item_ids.dtype.kind == "i"
+    other = tmp_path / "other.csv"
+    other.write_text("user,item\n2,1\n2,999999\n7,11\n")  # item 999999: unknown to the model
+    done = _run("--backend", "jax", "topk", tmp_path / "m.keras", other, "-k", "2",
+                "-o", tmp_path / "o.csv")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 of 3 items are unknown to the model" in done.stderr
+    assert len(_csv_rows(tmp_path / "o.csv")) == 4

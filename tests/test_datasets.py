@@ -41,10 +41,10 @@ def test_read_csv_with_header_string_ids_and_duplicates(tmp_path):
     [
         ("missing.npz", None, "does not exist"),
         ("bad.npz", b"not a zip", "could not read"),
-        ("bad.csv", b"a,b,c,d\n", "expected user,item"),
+        ("bad.csv", b"a,b,c,d\n", "line 1: rating 'c' is not a number"),
         ("bad2.csv", b"a,b,1\nc,d,x\n", "not a number"),
-        ("empty.csv", b"\n", "no user,item"),
-        ("x.txt", b"", "must end in"),
+        ("empty.csv", b"\n", "holds no interactions"),
+        ("short.txt", b"1\t2\n3\n", "line 2: expected at least 2 fields"),
     ],
 )
 def test_read_errors(tmp_path, name, content, match):

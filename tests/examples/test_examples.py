@@ -1,7 +1,9 @@
 """Smoke tests: every recipe and example runs (small sizes) and checks its own result."""
 
 import importlib.util
+import os
 import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +49,36 @@ def test_recommender_example_writes_top_k(tmp_path, capsys):
     assert "ndcg@10" in capsys.readouterr().out
 
 
+def test_examples_never_write_into_the_repository(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(EXAMPLES.parent)
+    before = {p for p in EXAMPLES.parent.rglob("*") if ".git" not in p.parts}
+    assert _load("recommender").main(["--users", "120", "--items", "40", "--epochs", "2"]) == 0
+    written = capsys.readouterr().out.split("users to ")[1].strip()
+    assert not written.startswith(str(EXAMPLES.parent)) and os.path.exists(written)
+    after = {p for p in EXAMPLES.parent.rglob("*") if ".git" not in p.parts}
+    assert {p for p in after - before if "__pycache__" not in p.parts} == set()
+
+
+def test_tfidf_example_names_its_extra_when_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "sklearn.feature_extraction.text", None)
+    with pytest.raises(SystemExit, match="needs scikit-learn: pip install scikit-learn"):
+        _load("tfidf_text")
+
+
 def test_tfidf_example_learns_the_topics(capsys):
     pytest.importorskip("sklearn")
     assert _load("tfidf_text").main(["--docs-per-topic", "100", "--epochs", "8"]) == 0
     accuracy = float(capsys.readouterr().out.split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.4  # four topics: chance is 0.25
+
+
+def test_movielens_like_example_writes_files_the_cli_reads(tmp_path, capsys):
+    from keras_sparse.interactions import load_interactions
+
+    assert _load("movielens_like").main(["--out-dir", str(tmp_path), "--users", "50"]) == 0
+    ratings = load_interactions(tmp_path / "ratings.csv")
+    later = load_interactions(tmp_path / "later.csv")
+    assert ratings.matrix.shape[0] == 50 and set(later.user_ids) <= set(ratings.user_ids)
+    assert ratings.item_ids.dtype.kind == "i" and all(ratings.item_ids % 10 == 7)
+    assert "wrote ratings.csv" in capsys.readouterr().out

@@ -1,0 +1,5 @@
+import sys
+
+from keras_sparse_cli import main
+
+sys.exit(main())
