@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import keras_sparse as ks
 import keras_sparse_cli
@@ -82,11 +83,11 @@ def test_help_and_version_print_without_importing_a_backend():
         (["evaluate", "{r}", "--input", "{r}", "--target", "{d}/t.csv"], "--target"),
     ],
 )
-def test_bad_paths_are_refused_before_any_work(tmp_path, capsys, args, message):
+def test_bad_paths_are_refused_before_any_work(tmp_path, args, message):
     ratings = _write_ratings(tmp_path / "ratings.csv")
-    argv = [a.format(r=ratings, d=tmp_path) for a in args]
-    assert keras_sparse_cli.main(argv) == 1
-    err = capsys.readouterr().err.strip()
+    done = _run(*[a.format(r=ratings, d=tmp_path) for a in args])  # the installed entry point
+    err = done.stderr.strip()
+    assert done.returncode == 1 and done.stdout == ""
     assert err.startswith("keras-sparse: error:") and len(err.splitlines()) == 1
     assert message.format(d=tmp_path) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
@@ -143,6 +144,7 @@ def test_train_save_topk_evaluate_round_trip_matches_the_python_api(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "popularity" in done.stdout and "ndcg@10" in done.stdout
     assert done.stderr == ""  # no backend log lines
+    assert "Epoch" not in done.stdout  # no progress bar when stdout is not a terminal
     for name in ("model.keras", "recs.csv", "curves.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
     rows = _csv_rows(recs)
@@ -195,3 +197,54 @@ def test_demo_and_the_jax_backend_and_unknown_items(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "1 of 3 items are unknown to the model" in done.stderr
     assert len(_csv_rows(tmp_path / "o.csv")) == 4
+    target = tmp_path / "target.csv"
+    target.write_text("user,item\n2,21\n999,11\n")  # user 999 is not in the input
+    done = _run("evaluate", tmp_path / "m.keras", "--input", other, "--target", target, "-k", "2")
+    assert done.returncode == 0, done.stderr
+    assert "1 users are not in the input" in done.stderr and "ndcg@2" in done.stdout
+
+
+def test_plot_without_matplotlib_says_which_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    ratings = _write_ratings(tmp_path / "ratings.csv")
+    assert keras_sparse_cli.main(["train", str(ratings), "--plot", str(tmp_path / "c.png")]) == 1
+    assert 'needs matplotlib: pip install "keras-sparse[plot]"' in capsys.readouterr().err
+
+
+FORMAT_FILES = {
+    "with_header.tsv": ("user\titem\trating\n{rows}", "\t", lambda u: u, lambda i: i),
+    "no_header_strings.csv": ("{rows}", ",", lambda u: f"user {u}", lambda i: f"item-{i}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*FORMAT_FILES, "ids.npz"])
+def test_train_reads_each_format_and_keeps_its_ids(tmp_path, name):
+    rng = np.random.default_rng(3)
+    pairs = sorted({(int(u), int(i)) for u, i in rng.integers(0, [40, 25], size=(300, 2))})
+    if name == "ids.npz":
+        from keras_sparse.interactions import save_npz
+
+        rows, cols = np.array(pairs).T
+        matrix = sp.csr_matrix((np.ones(len(pairs)), (rows, cols)), shape=(40, 25))
+        user_ids, item_ids = np.arange(40) * 3 + 1, np.array([f"m{i}" for i in range(25)])
+        save_npz(tmp_path / name, matrix, user_ids, item_ids)
+        want_users, want_items = set(user_ids.tolist()), set(item_ids.tolist())
+    else:
+        head, sep, user, item = FORMAT_FILES[name]
+        lines = "\n".join(sep.join([str(user(u)), str(item(i)), "4"]) for u, i in pairs)
+        (tmp_path / name).write_text(head.format(rows=lines) + "\n")
+        want_users = {str(user(u)) for u, _ in pairs}
+        want_items = {str(item(i)) for _, i in pairs}
+    done = _run("train", tmp_path / name, "--epochs", "1", "-k", "3", "--out", tmp_path / "r.csv")
+    assert done.returncode == 0, done.stderr
+    rows = _csv_rows(tmp_path / "r.csv")
+    assert {r["user"] for r in rows} == {str(u) for u in want_users}
+    assert {r["item"] for r in rows} <= {str(i) for i in want_items}
