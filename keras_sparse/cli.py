@@ -268,3 +268,7 @@ COMMANDS = {"demo": cmd_train, "train": cmd_train, "topk": cmd_topk, "evaluate":
 def run(args: argparse.Namespace) -> None:
     """Run the parsed, checked command (see `keras_sparse_cli.main`)."""
     COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m keras_sparse.cli ...`
+    sys.exit(main())

@@ -25,6 +25,12 @@ ENTRY = (
     ]
 )
 ENV = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")}
+# The end-to-end tests start their own processes (TensorFlow by default, JAX via --backend),
+# so they run once per test command: from the TensorFlow session.
+once = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="starts its own processes; runs once, from the TensorFlow run",
+)
 
 
 def _run(*args, umask=None, cwd=None):
@@ -133,6 +139,7 @@ def _csv_rows(path):
 
 
 @pytest.mark.slow
+@once
 def test_train_save_topk_evaluate_round_trip_matches_the_python_api(tmp_path):
     train_file = _write_ratings(tmp_path / "ratings.csv", seed=0)
     held_file = _write_ratings(tmp_path / "held.csv", seed=1)
@@ -181,6 +188,7 @@ def test_train_save_topk_evaluate_round_trip_matches_the_python_api(tmp_path):
 
 
 @pytest.mark.slow
+@once
 def test_demo_and_the_jax_backend_and_unknown_items(tmp_path):
     ratings = _write_ratings(tmp_path / "u.data", header=False, sep="\t")
     out = tmp_path / "recs.npz"
@@ -225,6 +233,7 @@ FORMAT_FILES = {
 
 
 @pytest.mark.slow
+@once
 @pytest.mark.parametrize("name", [*FORMAT_FILES, "ids.npz"])
 def test_train_reads_each_format_and_keeps_its_ids(tmp_path, name):
     rng = np.random.default_rng(3)
