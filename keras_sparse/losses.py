@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_sparse import _validation
@@ -358,7 +359,8 @@ class MaskedLoss(keras.losses.Loss):
         # keeps a sparse tensor but casts it; do only that, then reduce as Keras does.
         if B.is_sparse(y_true) and self.dtype is not None:
             y_true = ops.cast(y_true, self.dtype)
-        _validation.check_row_weights(sample_weight, ops.shape(y_pred), f"loss {self.name!r}")
+        pred_shape = y_pred.shape if hasattr(y_pred, "shape") else np.shape(y_pred)
+        _validation.check_row_weights(sample_weight, pred_shape, f"loss {self.name!r}")
         return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
