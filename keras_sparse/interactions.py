@@ -90,6 +90,17 @@ def _delimiter(path: Path, first_line: str) -> str:
     return ","
 
 
+RATING_NAMES = ("rating", "ratings", "score", "value", "count", "weight")
+
+
+def _auto_rating_column(header: list[str] | None, width: int) -> int | None:
+    """The rating column when none is named: a rating-like header name, else column 2."""
+    if header is not None:
+        lowered = [h.lower() for h in header]
+        return next((lowered.index(n) for n in RATING_NAMES if n in lowered), None)
+    return 2 if width > 2 else None
+
+
 def _is_header(fields: list[str], header: bool | None) -> bool:
     if header is not None:
         return header
@@ -119,9 +130,10 @@ def load_interactions(
         path: The file.
         user_col: Column of the user ids: a 0-based position or a header name.
         item_col: Column of the item ids, likewise.
-        rating_col: Column of the ratings; `"auto"` (default) uses column 2
-            when lines have one, else every interaction counts 1; `"none"`
-            ignores ratings.
+        rating_col: Column of the ratings; `"auto"` (default) uses the column
+            named `rating` (or `score`, `value`, `count`, `weight`) of a header,
+            or column 2 of a file without one, else every interaction counts 1;
+            `"none"` ignores ratings.
         min_rating: Keep only interactions rated at least this, stored as 1
             (positive feedback). Users and items whose every rating is lower
             keep their (empty) row or column, so every id of the file stays.
@@ -189,13 +201,14 @@ def _read_delimited(
                 fields = [f.strip() for f in fields]
                 if columns is None:
                     names = fields if _is_header(fields, header) else None
-                    auto = str(rating_col).lower() == "auto"
+                    if str(rating_col).lower() == "auto":
+                        rating = _auto_rating_column(names, len(fields))
+                    else:
+                        rating = _column(rating_col, names, path, "--rating-col")
                     columns = (
                         _column(user_col, names, path, "--user-col"),
                         _column(item_col, names, path, "--item-col"),
-                        (2 if len(fields) > 2 else None)
-                        if auto
-                        else _column(rating_col, names, path, "--rating-col"),
+                        rating,
                     )
                     if names is not None:
                         continue

@@ -144,3 +144,12 @@ def test_outputs_honour_the_umask_and_interrupted_writes_leave_nothing(tmp_path)
         atomic_write(tmp_path / "a.npz", explode)
     assert (tmp_path / "a.npz").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz"]
+
+
+def test_auto_rating_column_follows_the_header(tmp_path):
+    path = tmp_path / "views.csv"
+    path.write_text("userId,movieId,timestamp\n1,2,964982703\n1,3,964982704\n")
+    np.testing.assert_allclose(load_interactions(path).matrix.toarray(), [[1, 1]])  # no rating
+    path.write_text("item,score,user\n2,4.5,1\n3,2,1\n")
+    data = load_interactions(path, user_col="user", item_col="item")
+    np.testing.assert_allclose(data.matrix.toarray(), [[4.5, 2]])

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import ranking_mean
+from test_metrics import CLASSES as RANKING  # metric name -> class, as there
 
 import keras_sparse as ks
 from keras_sparse import losses, metrics
@@ -123,16 +124,6 @@ def test_every_loss_matches_the_dense_reference(case, kind, normalize):
     got = LOSSES[kind](normalize)(_marked(y, exclude), scores, sample_weight=weights)
     got = float(np.sum(np.asarray(got)))  # Keras leaves an empty batch's (0,) values unreduced
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
-
-
-RANKING = {
-    "precision": metrics.PrecisionAtK,
-    "recall": metrics.RecallAtK,
-    "ndcg": metrics.NDCGAtK,
-    "map": metrics.MAPAtK,
-    "hit_rate": metrics.HitRateAtK,
-    "mrr": metrics.MRRAtK,
-}
 
 
 @settings(max_examples=30)
