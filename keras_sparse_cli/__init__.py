@@ -176,8 +176,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     for name in ("k", "epochs", "batch_size", "patience"):
         value = getattr(args, name, None)
         values = value if isinstance(value, list) else [value]
-        if value is not None and any(v < (0 if name == "patience" else 1) for v in values):
-            parser.error(f"-{'-' if len(name) > 1 else ''}{name.replace('_', '-')} must be >= 1")
+        least = 0 if name == "patience" else 1
+        if value is not None and any(v < least for v in values):
+            flag = f"-{'-' if len(name) > 1 else ''}{name.replace('_', '-')}"
+            parser.error(f"{flag} must be >= {least}")
     inputs = {
         "data": "DATA" if args.command == "train" else "--data",
         "model": "MODEL",
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
         cli.run(args)
     except KeyboardInterrupt:
-        print("keras-sparse: interrupted; no output was written", file=sys.stderr)
+        print("keras-sparse: interrupted; no partly written file was left", file=sys.stderr)
         return 130
     except Exception as err:  # one line unless --debug
         if args.debug:
