@@ -187,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     kwargs = {"k": (10, 20), "exclude": train, "batch_size": 1024, "verbose": 0}
     ours = ks.evaluate_top_k(model, train, held, **kwargs)
     base = ks.evaluate_top_k(_popularity(train), train, held, **kwargs)
-    print(f"\ntrained {epochs} epochs, kept the best validation NDCG@10; held-out metrics:\n")
+    plural = "s" if epochs != 1 else ""
+    print(f"\ntrained {epochs} epoch{plural}, kept the best validation NDCG@10; held out:\n")
     print(_table({"autoencoder": ours, "popularity": base}))
     if args.plot:
         _plot(args.plot, fitted.history, base)

@@ -10,14 +10,15 @@ under a second, before anything is trained. The work itself lives in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 EXIT_ERROR = 1
 OUTPUT_SUFFIXES = {
@@ -197,19 +198,36 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         raise CLIError('--plot needs matplotlib: pip install "keras-sparse[plot]"')
 
 
-def _import_quietly(name: str, show: bool) -> Any:
-    """Import `name` with file descriptor 2 silenced (TensorFlow logs there from C++)."""
-    import importlib
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
+    """Send file descriptor 2 (backends log there from C++) to /dev/null while working.
 
-    if show:
-        return importlib.import_module(name)
+    Python's `sys.stderr` keeps writing to the terminal: when it is the process's
+    stderr it is moved to a duplicate of the original descriptor first, so our own
+    messages and Python warnings still show.
+    """
+    if not enabled:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            return importlib.import_module(name)
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests)
+        real = False
+    python_stderr = sys.stderr
+    if real:
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
     finally:
+        sys.stderr.flush()
+        if real:
+            sys.stderr.close()
+            sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(saved)
 
@@ -229,10 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "verbose") and args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 0  # Keras's progress bar on a terminal
     try:
-        cli = _import_quietly("keras_sparse.cli", show=args.debug)
-        if not args.debug:  # TensorFlow's Python warnings (retracing notes, ...)
-            logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        cli.run(args)
+        with _native_stderr_silenced(not args.debug):
+            from keras_sparse import cli
+
+            if not args.debug:  # TensorFlow's Python warnings (retracing notes, ...)
+                logging.getLogger("tensorflow").setLevel(logging.ERROR)
+            cli.run(args)
     except KeyboardInterrupt:
         print("keras-sparse: interrupted; no partly written file was left", file=sys.stderr)
         return 130
