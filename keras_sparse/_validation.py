@@ -183,8 +183,8 @@ def check_row_weights(sample_weight: Any, pred_shape: Any, where: str) -> None:
         shape = np.shape(sample_weight)
     if getattr(shape, "rank", 0) is None:  # a graph tensor of unknown rank
         return
-    shape = _static(shape)
-    rows = _static(pred_shape)[0] if len(_static(pred_shape)) else None
+    shape, pred = _static(shape), _static(pred_shape)
+    rows = pred[0] if pred else None
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
         raise ValueError(
             f"{where}: `sample_weight` has shape {shape}, but keras_sparse losses and metrics "

@@ -267,7 +267,14 @@ def to_scipy(st: Any) -> sp.csr_matrix:
     return sp.coo_matrix((values, (rows, cols)), shape=shape).tocsr()
 
 
-def _as_csr(matrix: Any, name: str) -> Any:
+def as_csr(matrix: Any, name: str) -> Any:
+    """A 2-D matrix given as SciPy (any format), a sparse tensor or an array, as canonical CSR.
+
+    Arrays (also lists and dense backend tensors) store their non-zero entries.
+    Raises a TypeError naming `name` for anything else, a ValueError when not 2-D.
+    """
+    if isinstance(matrix, (list, tuple)) or B.is_dense_tensor(matrix):
+        matrix = np.asarray(matrix)
     if sp.issparse(matrix):
         return canonical_csr(matrix, name)
     if is_sparse_tensor(matrix):
@@ -316,7 +323,7 @@ def stack(matrices: Sequence[SparseLike], dtype: Any = None) -> Any:
         )
     if len(matrices) == 0:
         raise ValueError("`matrices` is empty; pass at least one 2-D matrix.")
-    csrs = [_as_csr(m, f"matrices[{i}]") for i, m in enumerate(matrices)]
+    csrs = [as_csr(m, f"matrices[{i}]") for i, m in enumerate(matrices)]
     shape0 = csrs[0].shape
     for i, csr in enumerate(csrs):
         if csr.shape != shape0:

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from keras_sparse import _validation
 from keras_sparse.convert import (
+    as_csr,
     canonical_csr,
     csr_row_ids,
     csr_rows_to_sparse,
@@ -56,8 +57,8 @@ def mark_excluded(y: Any, exclude: Any) -> sp.csr_matrix:
         >>> mark_excluded(y, sp.csr_matrix([[1, 0, 0, 1]])).toarray().tolist()
         [[-inf, 1.0, 0.0, -inf]]
     """
-    y_csr = _as_matrix(y, "y")
-    ex = _as_matrix(exclude, "exclude")
+    y_csr = as_csr(y, "y")
+    ex = as_csr(exclude, "exclude")
     if ex.shape != y_csr.shape:
         raise ValueError(
             f"`exclude` has shape {ex.shape} but `y` has shape {y_csr.shape}; pass one row of "
@@ -76,19 +77,6 @@ def mark_excluded(y: Any, exclude: Any) -> sp.csr_matrix:
     out = sp.csr_matrix((vals, (rows, cols)), shape=y_csr.shape)
     out.sum_duplicates()
     return out
-
-
-def _as_matrix(value: Any, name: str) -> sp.csr_matrix:
-    """A canonical CSR of `value` (SciPy any format, or an array's non-zero entries)."""
-    if sp.issparse(value):
-        return sp.csr_matrix(canonical_csr(value, name))
-    if is_sparse_tensor(value):
-        return to_scipy(value)
-    _validation.check_sparse_or_array(value, name)
-    arr = np.asarray(value)
-    _validation.check_dtype(arr.dtype, name)
-    _validation.check_ndim(arr.shape, name, 2)
-    return sp.csr_matrix(arr)
 
 
 def _prepare_leaf(value: Any, name: str) -> Any:
