@@ -232,6 +232,11 @@ class SparseDataset(keras.utils.PyDataset):
         self._rows: np.ndarray | None = None  # the rows of a shard, None for all rows
         self._length: int | None = None  # a shard's batch count, None for the natural one
 
+    @property
+    def sharded(self) -> bool:
+        """Whether this data set is a shard of another (made by `shard`)."""
+        return self._rows is not None
+
     def __len__(self) -> int:
         """Number of batches per epoch (the last one may be partial)."""
         if self._length is not None:

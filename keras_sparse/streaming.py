@@ -64,6 +64,7 @@ def _model_state(model: Callable) -> Any:
     """Current variable values of a Keras model (passed to the step), or None."""
     if not isinstance(model, keras.Layer):
         return None
+    B.check_distribution(model)
     return (
         [v.value for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables],
@@ -195,10 +196,10 @@ def predict_top_k(
     num_items = None
     state = _model_state(model)
     for i in range(len(ds)):
-        batch_x = _inputs_of(ds[i])
         batch_rows = _positions(ds, i)
         step = _predict_step(model, k, _extra_for(excl, batch_rows))
-        vals, idx, valid, n = step(state, batch_x, rows_sparse(excl, batch_rows))
+        batch_x, batch_excl = B.place_batch((_inputs_of(ds[i]), rows_sparse(excl, batch_rows)))
+        vals, idx, valid, n = step(state, batch_x, batch_excl)
         if num_items is None:
             num_items = int(n)
             if excl is not None:
@@ -318,12 +319,10 @@ def evaluate_top_k(
     totals = None
     state = _model_state(model)
     for i in range(len(ds)):
-        batch_x = _inputs_of(ds[i])
         batch_rows = _positions(ds, i)
         step = _evaluate_step(model, ks_, metrics, options, _extra_for(excl, batch_rows))
-        sums, n = step(
-            state, batch_x, rows_sparse(y_csr, batch_rows), rows_sparse(excl, batch_rows)
-        )
+        batch = (_inputs_of(ds[i]), rows_sparse(y_csr, batch_rows), rows_sparse(excl, batch_rows))
+        sums, n = step(state, *B.place_batch(batch))
         if int(n) != y_csr.shape[1]:
             raise ValueError(
                 f"The model scores {int(n)} items but `y_true` has {y_csr.shape[1]} columns."

@@ -4,6 +4,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# On JAX, four host CPU devices (set before JAX starts) let the keras.distribution
+# tests run without accelerators; nothing else uses more than the first one.
+HOST_DEVICES = 4
+if os.environ["KERAS_BACKEND"] == "jax" and "xla_force_host_platform_device_count" not in (
+    os.environ.get("XLA_FLAGS", "")
+):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={HOST_DEVICES}"
+    ).strip()
 
 from pathlib import Path  # noqa: E402
 

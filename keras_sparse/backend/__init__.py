@@ -17,7 +17,10 @@ Each backend file defines the names in `API` below:
 - `top_k` (ties to the lower index), `stable_argsort`, `replace_nan`,
   `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`,
   `sparse_shape`, and the lazy optimizer hooks `is_sparse_gradient`,
-  `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`.
+  `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
+- multi-device runs: `place_batch` (a batch of our own loops, split across the
+  devices of a `keras.distribution` on JAX) and `check_distribution` (refuse a
+  model that cannot run under it).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ API = (
     "INDEX_DTYPE",
     "NAME",
     "SUPPORTS_JIT",
+    "check_distribution",
     "compile_fn",
     "coo",
     "gather_entries",
@@ -51,6 +55,7 @@ API = (
     "make_sparse",
     "mark_row_sparse",
     "note_dense_read",
+    "place_batch",
     "replace_nan",
     "replica_sum",
     "scatter_set",

@@ -27,8 +27,10 @@ interface and reuses Keras's optimizer machinery):
 
 Falls back to Keras's dense step (correct, slower, with one warning) when a
 table is also read densely (a dense input), or the optimizer clips gradients,
-accumulates them, keeps an EMA or scales the loss, or a `keras.distribution`
-is set. Reads of the kernel outside the layer (weight tying) are not seen:
+accumulates them, keeps an EMA or scales the loss. Under a
+`keras.distribution` the same step runs on the global batch, and the row
+scatters follow the table's layout (rows sharded by `ModelParallel`, or
+replicated). Reads of the kernel outside the layer (weight tying) are not seen:
 tie weights through the layer, or use `keras.optimizers.Adam`.
 """
 
@@ -108,8 +110,6 @@ def _tables(model: Any) -> list[int]:
     tables = [i for i, v in enumerate(model.trainable_variables) if getattr(v, _MARK, False)]
     if not tables:
         return []
-    from keras.src.distribution import distribution_lib
-
     blockers = {
         "clipnorm": optimizer.clipnorm,
         "clipvalue": optimizer.clipvalue,
@@ -117,7 +117,6 @@ def _tables(model: Any) -> list[int]:
         "gradient_accumulation_steps": optimizer.gradient_accumulation_steps,
         "use_ema": optimizer.use_ema,
         "loss_scale_factor": optimizer.loss_scale_factor,
-        "keras.distribution": distribution_lib.distribution(),
     }
     used = [name for name, value in blockers.items() if value]
     if used:
@@ -125,7 +124,7 @@ def _tables(model: Any) -> list[int]:
             model,
             f"LazyAdam updates whole tables on JAX when {used} is set (lazy row updates "
             "support none of clipnorm, clipvalue, global_clipnorm, gradient accumulation, "
-            "EMA, loss scaling or a keras.distribution yet). Training is correct but each "
+            "EMA or loss scaling yet). Training is correct but each "
             "step costs as much as the table.",
         )
         return []

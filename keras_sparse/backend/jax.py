@@ -123,8 +123,10 @@ def coo(x: Any, canonical: bool = True) -> tuple[Any, Any, Any, tuple[int, ...]]
     """Canonical `(indices, values, valid, shape)` of a `BCOO`, jit-safe and fixed-size.
 
     `valid` is False at padding slots. With `canonical=True` a `BCOO` that does
-    not promise unique, sorted indices (one built by the user) is canonicalised
-    at a fixed size; `canonical=False` returns the entries as stored.
+    not promise unique indices (one built by the user) is canonicalised at a
+    fixed size; `canonical=False` returns the entries as stored. No caller
+    relies on the entries' order, so a device-aligned batch (unique but not
+    globally sorted, see `_jax_distribution`) is used as stored.
     """
     x = _layout(x)
     shape = tuple(int(d) for d in x.shape)
@@ -132,7 +134,7 @@ def coo(x: Any, canonical: bool = True) -> tuple[Any, Any, Any, tuple[int, ...]]
     limit = jnp.asarray(shape, dtype=indices.dtype)
     valid = jnp.all((indices >= 0) & (indices < limit[None, :]), axis=1)
     values = x.data
-    if canonical and not (x.unique_indices and x.indices_sorted):
+    if canonical and not x.unique_indices:
         indices, values, valid = _canonicalize(indices, values, valid, shape)
     return indices, values, valid, shape
 
@@ -218,6 +220,27 @@ def stable_argsort(x: Any) -> Any:
 def replica_sum(*values: Any) -> list[Any]:
     """Values as they are: a JAX step already sees its whole (global) batch."""
     return list(values)
+
+
+def place_batch(data: Any) -> Any:
+    """A batch of our own loops, split across devices under a `keras.distribution`.
+
+    Without a distribution, or when its rows do not split evenly (a last
+    partial batch), the batch is returned as it is.
+    """
+    from keras_sparse.backend import _jax_distribution
+
+    return _jax_distribution.place_batch(data)
+
+
+def check_distribution(model: Any) -> None:
+    """Refuse a model that cannot run under the active `keras.distribution`.
+
+    See `_jax_distribution.check_model`.
+    """
+    from keras_sparse.backend import _jax_distribution
+
+    _jax_distribution.check_model(model)
 
 
 def compile_fn(fn: Callable) -> Callable:
@@ -323,10 +346,12 @@ def install_keras_hook() -> bool:
 
 
 def _install_hooks() -> None:
-    from keras_sparse.backend import _jax_lazy
+    from keras_sparse.backend import _jax_distribution, _jax_lazy
 
     install_keras_hook()
     _jax_lazy.install_trainer_hook()
+    _jax_distribution.install_trainer_hook()
+    _jax_distribution.install_data_adapter_hook()
 
 
 _install_hooks()

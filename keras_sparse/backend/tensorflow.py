@@ -189,6 +189,15 @@ def replica_sum(*values: Any) -> list[Any]:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
 
 
+def place_batch(data: Any) -> Any:
+    """The batch as it is: under `tf.distribute` the strategy places data (see `distribute`)."""
+    return data
+
+
+def check_distribution(model: Any) -> None:
+    """Nothing to check: `keras.distribution` is a JAX feature; TensorFlow uses `tf.distribute`."""
+
+
 def compile_fn(fn: Callable) -> Callable:
     """Compile `fn` into a graph function that retraces rarely."""
     return tf.function(fn, reduce_retracing=True)
