@@ -181,7 +181,14 @@ def keras_dense_fit(x, y) -> float:
             yield from batches
 
     timer = EpochTimer()
-    model.fit(generator(), steps_per_epoch=len(batches), epochs=2, verbose=0, callbacks=[timer])
+    model.fit(
+        generator(),
+        steps_per_epoch=len(batches),
+        epochs=2,
+        verbose=0,
+        shuffle=False,
+        callbacks=[timer],
+    )
     ms = 1000 * timer.last / len(batches)
     del model
     keras.backend.clear_session()

@@ -7,9 +7,10 @@ measured in the same run.
 
 With `--backend jax` the Keras-level benchmarks run on JAX (in processes with
 KERAS_BACKEND=jax), together with `bench_jax_fit.py` (keras_sparse against
-Keras's own JAX `fit(csr)`); results go to `results_jax.json` and the plots to
-a `jax/` subfolder. `bench_feed.py` measures Keras's TensorFlow SciPy path and
-runs on TensorFlow only.
+Keras's own JAX `fit(csr)`) and `bench_jax_scale.py` (top-k and LazyAdam steps
+against hand-written JAX, on a GPU when JAX has one); results go to
+`results_jax.json` and the plots to a `jax/` subfolder. `bench_feed.py`
+measures Keras's TensorFlow SciPy path and runs on TensorFlow only.
 
 Usage: python benchmarks/run_all.py [--backend tensorflow|jax] [--quick]
 """
@@ -50,10 +51,15 @@ BENCHMARKS = {
         [],  # 8192 rows x 1M features (step also at 4M), 3 epochs
         ["--rows", "2048", "--features", "200000", "--scale-features", "400000", "--epochs", "1"],
     ),
+    "jax_scale": (
+        "bench_jax_scale.py",
+        [],  # GPU: 50k users, 1M and 10M features; CPU: 10k users, the same features
+        ["--users", "2000", "--features", "100000,1000000", "--steps", "10"],
+    ),
 }
 BACKENDS = {
     "tensorflow": ["feed", "sparse_input", "topk"],
-    "jax": ["sparse_input", "topk", "jax_fit"],
+    "jax": ["sparse_input", "topk", "jax_fit", "jax_scale"],
 }
 
 
@@ -110,6 +116,29 @@ def ratios(results: dict) -> list[tuple[str, float, str]]:
         step = 1 / jax_fit["step_speedup"]
         rows.append(("JAX train step: ours / Keras Dense+Adam", step, "<= 0.2"))
         rows.append(("JAX our step: 4x features / 1x features", jax_fit["step_growth"], "< 1.3"))
+    scale = results.get("jax_scale")
+    if scale:
+        device = scale["device"]
+        if "topk" in scale:
+            rows.append(
+                (f"predict_top_k / jit lax.top_k [{device}]", scale["topk"]["ratio"], "<= 2")
+            )
+        for features, t in scale["fit"].items():
+            rows.append(
+                (
+                    f"fit step / hand-written, {features} [{device}]",
+                    t["ours_ms"] / t["hand_written_ms"],
+                    "<= 2",
+                )
+            )
+            if t["keras_dense_adam_ms"]:
+                rows.append(
+                    (
+                        f"fit step / Keras Dense+Adam, {features} [{device}]",
+                        t["ours_ms"] / t["keras_dense_adam_ms"],
+                        "<= 0.25",
+                    )
+                )
     topk = results.get("topk")
     if topk:
         for k in (10, 100):

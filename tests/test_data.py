@@ -346,3 +346,9 @@ def test_batch_of_rows_returns_those_rows_and_checks_them(xy):
     for bad in ([x.shape[0]], [[1, 2]], [0.5]):
         with pytest.raises(ValueError, match="`rows`"):
             ds.batch_of_rows(bad)
+
+
+def test_sharded_tells_a_shard_from_a_whole_data_set():
+    ds = SparseDataset(np.zeros((6, 2)), batch_size=2)
+    assert not ds.sharded
+    assert ds.shard(2, 0).sharded and ds.shard(2, 1).shard(1, 0).sharded

@@ -171,3 +171,8 @@ def test_distribute_dataset_validates_its_arguments():
         ks.distribute.distribute_dataset(x, strategy)
     with pytest.raises(TypeError, match="`strategy` must be a tf.distribute.Strategy"):
         ks.distribute.distribute_dataset(ks.data.SparseDataset(x), "mirrored")
+
+
+def test_initialize_is_jax_only_and_names_the_tensorflow_way():
+    with pytest.raises(RuntimeError, match=r"'tensorflow'.*MultiWorkerMirroredStrategy"):
+        ks.distribute.initialize("localhost:1234", 2, 0)

@@ -301,8 +301,15 @@ def place_batch(data: Any) -> Any:
     from keras.src.distribution import distribution_lib
 
     distribution = distribution_lib.distribution()
-    if distribution is None or getattr(distribution, "_is_multi_process", False):
+    if distribution is None:
         return data
+    if getattr(distribution, "_is_multi_process", False):
+        raise RuntimeError(
+            "predict_top_k and evaluate_top_k gather their results in one process, but a "
+            "multi-process keras.distribution is set. Save the trained model (model.save) and "
+            "run them in a single-process run on the loaded model, or use model.evaluate, "
+            "which runs across processes."
+        )
     devices = _axis_size(distribution.device_mesh.backend_mesh, distribution.batch_dim_name)
     leaves = [
         leaf

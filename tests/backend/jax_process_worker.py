@@ -75,6 +75,7 @@ def main(out_dir: str, process_id: int, num_processes: int, port: int, mode: str
             if jax.process_count() > 1:
                 value = multihost_utils.process_allgather(value, tiled=True)
             results[f"{name}_weight_{i}"] = np.asarray(value)
+        model.save(os.path.join(out_dir, f"{name}_{process_id}.keras"))
     results["devices"] = np.array([jax.device_count(), jax.local_device_count()])
     np.savez(os.path.join(out_dir, f"process_{process_id}.npz"), **results)
 

@@ -1,5 +1,7 @@
 """The JAX backend: bucketed padding (few compilations), padding is never data, lazy updates."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -151,3 +153,23 @@ def test_lazy_path_falls_back_with_a_warning_when_clipping():
     model = _lazy_model(4, ks.optimizers.LazyAdam(0.1, clipnorm=1.0))
     with pytest.warns(UserWarning, match="clipnorm"):
         model.fit(SparseDataset(x, np.ones((4, 1)), batch_size=2), epochs=1, verbose=0)
+
+
+def test_lazy_adam_with_steps_per_execution_matches_one_step_at_a_time():
+    from keras_sparse.optimizers import LazyAdam
+
+    x, y = _varying_density(rows=96, items=50)
+    weights = []
+    for steps in (1, 4):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((50,), sparse=True), SparseDenseInput(4), keras.layers.Dense(1)]
+        )
+        model.compile(optimizer=LazyAdam(0.01), loss="mse", steps_per_execution=steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to whole-table updates
+            model.fit(SparseDataset(x, y, batch_size=16), epochs=2, verbose=0, shuffle=False)
+        weights.append(model.get_weights())
+    assert int(model.optimizer.iterations.numpy()) == 12
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(b, a, atol=1e-6)

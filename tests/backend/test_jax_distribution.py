@@ -284,3 +284,76 @@ def test_place_batch_is_a_no_op_without_a_distribution(data):
     x, _ = data
     batch = ks.to_sparse(x[:4])
     assert B.place_batch((batch, None))[0] is batch
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"coordinator_address": "localhost"}, ValueError, "host:port"),
+        ({"num_processes": 0}, ValueError, "num_processes"),
+        ({"process_id": 2}, ValueError, r"process_id.*\[0, 2\)"),
+        ({"heartbeat_timeout_seconds": 0}, ValueError, "heartbeat_timeout_seconds"),
+        ({"exit_on_error": "yes"}, TypeError, "exit_on_error"),
+    ],
+)
+def test_initialize_validates_its_arguments_before_starting_anything(kwargs, error, match):
+    arguments = {"coordinator_address": "localhost:1234", "num_processes": 2, "process_id": 0}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        ks.distribute.initialize(**arguments)
+
+
+@pytest.fixture
+def two_processes(monkeypatch):
+    """This process posing as process 1 of 2 (only `process_shard` asks)."""
+    monkeypatch.setattr(_jax_distribution.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_jax_distribution.jax, "process_index", lambda: 1)
+
+
+def test_process_shard_reads_this_processs_rows_of_every_global_batch(data, two_processes):
+    x, y = data
+    shard = _jax_distribution.process_shard(SparseDataset(x, y, batch_size=16))
+    assert shard.sharded and shard.batch_size == 8 and len(shard) == ROWS // 16
+    np.testing.assert_array_equal(shard.batch_rows(0), np.arange(1, 16, 2))
+    batch_x, batch_y = shard[1]
+    np.testing.assert_allclose(ks.to_scipy(batch_y).toarray(), y[17:32:2].toarray())
+    assert _jax_distribution.process_shard(shard) is shard  # already a shard: as it is
+
+
+def test_process_shard_refuses_a_global_batch_that_does_not_divide(data, two_processes):
+    with pytest.raises(ValueError, match=r"`batch_size` 15 .* multiple of the 2 processes.*16"):
+        _jax_distribution.process_shard(SparseDataset(data[0], batch_size=15))
+
+
+@needs_devices
+def test_top_k_under_a_multi_process_distribution_is_refused(data):
+    x, _ = data
+    distribution = _data_parallel()
+    keras.distribution.set_distribution(distribution)
+    model = _model(lambda: "adam")
+    distribution._is_multi_process = True  # as keras_sparse.distribute.initialize would make it
+    with pytest.raises(RuntimeError, match=r"one process.*model.save"):
+        ks.predict_top_k(model, x, k=2, batch_size=16, verbose=0)
+
+
+@needs_devices
+def test_dense_targets_and_sample_weights_line_up_with_sparse_rows(data):
+    x, _ = data
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(ROWS, 1)).astype(np.float32)
+    weights = rng.random(ROWS).astype(np.float32)
+    results = []
+    for distribution in (None, _data_parallel()):
+        keras.utils.set_random_seed(3)
+        keras.distribution.set_distribution(distribution)
+        model = keras.Sequential(
+            [keras.Input((FEATURES,), sparse=True), SparseDenseInput(4), keras.layers.Dense(1)]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, sample_weight=weights, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        results.append(
+            (model.get_weights(), model.evaluate(x, y, sample_weight=weights, verbose=0))
+        )
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+    assert results[1][1] == pytest.approx(results[0][1], rel=1e-6)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -76,11 +77,12 @@ def runs(tmp_path_factory):
     return (
         dict(np.load(one_dir / "process_0.npz")),
         [dict(np.load(two_dir / f"process_{i}.npz")) for i in range(2)],
+        two_dir,
     )
 
 
 def test_two_processes_train_the_same_model_as_one(runs):
-    one, (first, second) = runs
+    one, (first, second), runs_dir = runs
     assert one["devices"].tolist() == [4, 4]
     assert first["devices"].tolist() == [4, 2]  # four devices in all, two per process
     for key, value in one.items():
@@ -90,6 +92,10 @@ def test_two_processes_train_the_same_model_as_one(runs):
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
         if key.startswith("sgd"):  # SGD: the same steps up to summation order
             np.testing.assert_allclose(first[key], value, atol=2e-5, rtol=1e-5, err_msg=key)
+    # A model trained across processes saves, and loads in a single process.
+    reloaded = keras.models.load_model(runs_dir / "sgd_0.keras")
+    for i, weight in enumerate(reloaded.get_weights()):
+        np.testing.assert_array_equal(weight, first[f"sgd_weight_{i}"])
     # Adam divides by the root of tiny second moments, which magnifies the
     # summation-order noise of near-zero gradients: compare the losses only.
     np.testing.assert_allclose(first["lazy_loss"], one["lazy_loss"], rtol=1e-2)
