@@ -357,3 +357,48 @@ def test_dense_targets_and_sample_weights_line_up_with_sparse_rows(data):
     for a, b in zip(results[0][0], results[1][0]):
         np.testing.assert_allclose(b, a, atol=1e-6)
     assert results[1][1] == pytest.approx(results[0][1], rel=1e-6)
+
+
+@needs_devices
+def test_the_model_parallel_lazy_step_moves_no_table_sized_array(data, monkeypatch):
+    """Compile Keras's train step and read its collectives: none is as big as a table shard."""
+    import re
+
+    from keras.src.backend.jax import trainer
+
+    compiled = []
+    original_jit = trainer.jit
+
+    def recording_jit(fn, *args, **kwargs):
+        compiled.append(original_jit(fn, *args, **kwargs))
+        return compiled[-1]
+
+    monkeypatch.setattr(trainer, "jit", recording_jit)
+    features = 4096
+    x = sp.random(64, features, density=0.01, format="csr", random_state=0, dtype=np.float32)
+    y = np.random.default_rng(0).normal(size=(64, 1)).astype(np.float32)
+    keras.distribution.set_distribution(_model_parallel())
+    model = keras.Sequential(
+        [
+            keras.Input((features,), sparse=True),
+            SparseDenseInput(64, name="embed"),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer=LazyAdam(), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    state = model._get_jax_state(
+        trainable_variables=True,
+        non_trainable_variables=True,
+        optimizer_variables=True,
+        metrics_variables=True,
+        purge_model_variables=False,
+    )
+    batch = trainer._distribute_data(SparseDataset(x, y, batch_size=16)[0])
+    text = compiled[0].lower(state, batch).compile().as_text()
+    moved = re.findall(
+        r"= \w+\[([\d,]*)\]\S* (?:all-gather|all-reduce|all-to-all|collective-permute)\(", text
+    )
+    assert moved, "expected some collectives in a 4-device step"
+    largest = max(int(np.prod([int(d) for d in shape.split(",") if d])) for shape in moved)
+    assert largest < (features // 2) * 64 // 2, f"a collective moves {largest} values"
