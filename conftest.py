@@ -21,7 +21,11 @@ BACKEND_MODULES = {
         "keras_sparse/export.py",
         "keras_sparse/backend/tensorflow.py",
     ],
-    "jax": ["keras_sparse/backend/jax.py", "keras_sparse/backend/_jax_lazy.py"],
+    "jax": [
+        "keras_sparse/backend/jax.py",
+        "keras_sparse/backend/_jax_lazy.py",
+        "keras_sparse/backend/_jax_distribution.py",
+    ],
 }
 # Scripts that tests start as processes: never imported by pytest's doctest collection.
 collect_ignore = ["tests/backend/jax_without_tensorflow.py", "tests/backend/cross_backend.py"]

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,3 +83,31 @@ def test_movielens_like_example_writes_files_the_cli_reads(tmp_path, capsys):
     assert ratings.matrix.shape[0] == 50 and set(later.user_ids) <= set(ratings.user_ids)
     assert ratings.item_ids.dtype.kind == "i" and all(ratings.item_ids % 10 == 7)
     assert "wrote ratings.csv" in capsys.readouterr().out
+
+
+@pytest.mark.jax_only
+@pytest.mark.slow
+def test_distributed_jax_example_shards_the_table_and_matches_one_device():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # it sets its own
+    env["KERAS_BACKEND"] = "jax"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "distributed_jax.py"),
+            "--users",
+            "400",
+            "--epochs",
+            "2",
+            "--layout",
+            "model",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "model parallel on 4 cpu devices: table (800, 64), [400] rows on each device" in (
+        done.stdout
+    )
+    assert done.stdout.strip().endswith("same as one device")
