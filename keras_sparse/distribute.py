@@ -320,8 +320,8 @@ def initialize(
         RuntimeError: on the TensorFlow backend (use
             `tf.distribute.MultiWorkerMirroredStrategy`, see `enable_sparse`).
 
-    Example:
-        >>> import keras_sparse  # doctest: +SKIP
+    Examples:
+        >>> import keras, keras_sparse  # doctest: +SKIP
         >>> keras_sparse.distribute.initialize("10.0.0.1:1234", 2, 0)  # doctest: +SKIP
         >>> keras.distribution.set_distribution(keras.distribution.DataParallel())  # doctest: +SKIP
     """

@@ -28,7 +28,9 @@ of a batch stay aligned.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
+import warnings
 from typing import Any
 
 import jax
@@ -200,12 +202,24 @@ def initialize(
 
     from keras.src.backend.jax import distribution_lib as jax_distribution_lib
 
+    timeouts = {
+        "heartbeat_timeout_seconds": heartbeat_timeout_seconds,
+        "shutdown_timeout_seconds": shutdown_timeout_seconds,
+    }
+    accepted = inspect.signature(jax.distributed.initialize).parameters
+    missing = [name for name in timeouts if name not in accepted]
+    if missing:  # an older JAX: its own timeouts apply
+        warnings.warn(
+            f"JAX {jax.__version__} does not take {missing} in jax.distributed.initialize, so "
+            "its defaults apply: after a process fails the others may wait minutes before "
+            "they end. Upgrade JAX (pip install -U jax) to stop them sooner.",
+            stacklevel=3,
+        )
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,
         process_id=process_id,
-        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-        shutdown_timeout_seconds=shutdown_timeout_seconds,
+        **{name: value for name, value in timeouts.items() if name in accepted},
     )
     if hasattr(jax_distribution_lib, "initialize_rng"):
         jax_distribution_lib.initialize_rng()  # one seed on every process, as Keras does
