@@ -41,6 +41,18 @@ from jax.sharding import NamedSharding, PartitionSpec
 _ORIGINAL = "_keras_sparse_original"
 
 
+def _replace_once(owner: Any, name: str, wrap: Any) -> bool:
+    """Replace `owner.name` by `wrap(original)`, once; False (changing nothing) if it is missing."""
+    original = getattr(owner, name, None)
+    if original is None:  # pragma: no cover - a Keras version we do not know
+        return False
+    if getattr(original, _ORIGINAL, None) is None:
+        replacement = functools.wraps(original)(wrap(original))
+        setattr(replacement, _ORIGINAL, original)
+        setattr(owner, name, replacement)
+    return True
+
+
 def _axis_size(mesh: Any, axis: Any) -> int:
     names = axis if isinstance(axis, tuple) else (axis,)
     return int(np.prod([mesh.shape[name] for name in names]))
@@ -272,38 +284,35 @@ def install_data_adapter_hook() -> bool:
         from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
     except ImportError:  # pragma: no cover - a Keras layout we do not know
         return False
-    original = getattr(data_adapters, "get_data_adapter", None)
-    if original is None:  # pragma: no cover - a Keras version we do not know
-        return False
-    if getattr(original, _ORIGINAL, None) is not None:
-        return True
 
-    @functools.wraps(original)
-    def get_data_adapter(x: Any, y: Any = None, sample_weight: Any = None, **kwargs: Any) -> Any:
-        import scipy.sparse as sp
+    def wrap(original: Any) -> Any:
+        def get_data_adapter(
+            x: Any, y: Any = None, sample_weight: Any = None, **kwargs: Any
+        ) -> Any:
+            import scipy.sparse as sp
 
-        from keras_sparse.data import SparseDataset
+            from keras_sparse.data import SparseDataset
 
-        if not _multi_process(distribution_lib.distribution()):
-            return original(x, y, sample_weight, **kwargs)
-        shuffle = bool(kwargs.get("shuffle"))
-        if not isinstance(x, SparseDataset):
-            leaves = jax.tree_util.tree_leaves(x, is_leaf=sp.issparse)
-            if not leaves or not all(sp.issparse(v) or isinstance(v, np.ndarray) for v in leaves):
+            if not _multi_process(distribution_lib.distribution()):
                 return original(x, y, sample_weight, **kwargs)
-            # Rows shuffle inside each process's shard; batches then go in order.
-            x = SparseDataset(
-                x, y, sample_weight, batch_size=kwargs.get("batch_size") or 32, shuffle=shuffle
+            shuffle = bool(kwargs.get("shuffle"))
+            if not isinstance(x, SparseDataset):
+                leaves = jax.tree_util.tree_leaves(x, is_leaf=sp.issparse)
+                arrays = all(sp.issparse(v) or isinstance(v, np.ndarray) for v in leaves)
+                if not leaves or not arrays:
+                    return original(x, y, sample_weight, **kwargs)
+                # Rows shuffle inside each process's shard; batches then go in order.
+                batch_size = kwargs.get("batch_size") or 32
+                x = SparseDataset(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
+                shuffle = False
+            # As Keras does for any PyDataset: `fit(shuffle=True)` shuffles the batch order.
+            return PyDatasetAdapter(
+                process_shard(x), class_weight=kwargs.get("class_weight"), shuffle=shuffle
             )
-            shuffle = False
-        # As Keras does for any PyDataset: `fit(shuffle=True)` shuffles the batch order.
-        return PyDatasetAdapter(
-            process_shard(x), class_weight=kwargs.get("class_weight"), shuffle=shuffle
-        )
 
-    setattr(get_data_adapter, _ORIGINAL, original)
-    data_adapters.get_data_adapter = get_data_adapter
-    return True
+        return get_data_adapter
+
+    return _replace_once(data_adapters, "get_data_adapter", wrap)
 
 
 def place_batch(data: Any) -> Any:
@@ -387,12 +396,10 @@ def check_model(model: Any) -> None:
 
 
 def _checked(original: Any) -> Any:
-    @functools.wraps(original)
     def make_function(self: Any, *args: Any, **kwargs: Any) -> Any:
         check_model(self)
         return original(self, *args, **kwargs)
 
-    setattr(make_function, _ORIGINAL, original)
     return make_function
 
 
@@ -409,23 +416,16 @@ def install_trainer_hook() -> bool:
         from keras.src.distribution import distribution_lib
     except ImportError:  # pragma: no cover - a Keras layout we do not know
         return False
-    original = getattr(trainer, "_distribute_data", None)
-    if original is None:  # pragma: no cover - a Keras version we do not know
-        return False
-    if getattr(original, _ORIGINAL, None) is not None:
-        return True
     for name in ("make_train_function", "make_test_function", "make_predict_function"):
-        method = getattr(trainer.JAXTrainer, name, None)
-        if method is not None:
-            setattr(trainer.JAXTrainer, name, _checked(method))
+        _replace_once(trainer.JAXTrainer, name, _checked)
 
-    @functools.wraps(original)
-    def distribute_data(data: Any, layouts: Any = None) -> Any:
-        distribution = distribution_lib.distribution()
-        if distribution is None or not _has_sparse(data):
-            return original(data, layouts)
-        return distribute(data, distribution)
+    def wrap(original: Any) -> Any:
+        def distribute_data(data: Any, layouts: Any = None) -> Any:
+            distribution = distribution_lib.distribution()
+            if distribution is None or not _has_sparse(data):
+                return original(data, layouts)
+            return distribute(data, distribution)
 
-    setattr(distribute_data, _ORIGINAL, original)
-    trainer._distribute_data = distribute_data
-    return True
+        return distribute_data
+
+    return _replace_once(trainer, "_distribute_data", wrap)
