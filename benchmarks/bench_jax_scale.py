@@ -119,11 +119,13 @@ def make_data(rows: int, features: int, seed: int = 0):
     return x, y
 
 
-def model_of(features: int, first: keras.layers.Layer, optimizer) -> keras.Model:
+def model_of(
+    features: int, first: keras.layers.Layer, optimizer, steps_per_execution: int = 1
+) -> keras.Model:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((features,), sparse=True)
     model = keras.Model(inputs, keras.layers.Dense(1)(first(inputs)))
-    model.compile(optimizer=optimizer, loss="mse")
+    model.compile(optimizer=optimizer, loss="mse", steps_per_execution=steps_per_execution)
     return model
 
 
@@ -138,10 +140,10 @@ class EpochTimer(keras.callbacks.Callback):
 def ours_fit(x, y, steps_per_execution: int) -> float:
     """ms per step of `fit` from SciPy (SparseDataset), the second epoch (compiled)."""
     model = model_of(
-        x.shape[1], ks.layers.SparseDenseInput(WIDTH, "relu"), ks.optimizers.LazyAdam()
-    )
-    model.compile(
-        optimizer=ks.optimizers.LazyAdam(), loss="mse", steps_per_execution=steps_per_execution
+        x.shape[1],
+        ks.layers.SparseDenseInput(WIDTH, "relu"),
+        ks.optimizers.LazyAdam(),
+        steps_per_execution,
     )
     timer = EpochTimer()
     data = ks.data.SparseDataset(x, y, batch_size=BATCH)
