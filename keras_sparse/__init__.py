@@ -3,6 +3,7 @@
 from keras_sparse import (
     _identifiers,
     _keras_hooks,
+    _output_targets,
     backend,  # noqa: F401 - picks the backend, fails clearly if unsupported
     data,
     datasets,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 _identifiers.install()  # compile(loss="sparse_mse", metrics=["ndcg"], optimizer="lazy_adam")
 _keras_hooks.install()  # SciPy in model(...)/train_on_batch; warnings that name the fix
+_output_targets.install()  # SparseDenseOutput sees the sparse target of each training step
 
 __all__ = [
     "__version__",

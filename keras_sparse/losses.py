@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -52,6 +52,12 @@ def observed_entries(
     whose value is -inf marks an excluded item (`keras_sparse.data.mark_excluded`):
     it is never observed (weight 0, value 0).
     """
+    if B.is_sparse(y_pred):
+        raise ValueError(
+            f"{where} got a sparse `y_pred` and a dense `y_true`. A sparse `y_pred` (the "
+            "training output of SparseDenseOutput) scores a sparse target: pass `y_true` as a "
+            "sparse tensor or SciPy matrix."
+        )
     y_pred = ops.convert_to_tensor(y_pred)
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
@@ -69,13 +75,88 @@ def observed_entries(
     return None, _only_observed(y_true, weights), weights, y_pred
 
 
+class _Scored(NamedTuple):
+    """Entries scored by a sparse `y_pred`: the target's, then `y_pred`'s extra ones."""
+
+    indices: Any  # (n, 2): the target's entries, then y_pred's entries absent from it
+    targets: Any  # (n,) target value; 0 for the extra entries
+    predictions: Any  # (n,)
+    weights: Any  # (n,) 1.0 where observed (a target entry, or an extra entry), else 0
+    num_rows: Any
+    num_target: Any  # how many leading entries are the target's
+
+
+def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -> _Scored:
+    """Pair a sparse target with a sparse `y_pred` (see `SparseDenseOutput`).
+
+    A sparse `y_pred` holds predictions at its stored entries, which include
+    every stored entry of `y_true`. Its entries that `y_true` does not store
+    (sampled negatives) are observed with target 0. Entries are matched by
+    their (row, column) keys, so neither side needs any particular order.
+    """
+    if not B.is_sparse(y_true):
+        y_true = _sparse_target(y_true)
+    true_shape, pred_shape = B.sparse_shape(y_true), B.sparse_shape(y_pred)
+    _check_rank(true_shape)
+    _validation.check_target_shape(true_shape, pred_shape, where)
+    dtype = y_pred.dtype if hasattr(y_pred, "dtype") else keras.backend.floatx()
+    t = sops.entries(y_true, dtype)
+    p_indices, p_values, p_valid, _ = B.coo(y_pred, canonical=False)
+    p_values = ops.cast(p_values, dtype)
+    n = true_shape[1] if true_shape[1] is not None else pred_shape[1]
+    t_keys = sops.linear_keys(t.rows, t.cols, n)
+    p_keys = sops.linear_keys(p_indices[:, 0], p_indices[:, 1], n)
+    found, predictions = sops.lookup(t_keys, p_keys, p_valid, p_values)
+    marked = sops.excluded_marks(t)
+    t_weights = ops.cast(sops.and_valid(ops.logical_not(marked), t.valid), dtype)
+    missing = ops.logical_and(ops.logical_not(found), ops.greater(t_weights, 0))
+    _check_all_scored(missing, where)
+    in_target, _ = sops.lookup(p_keys, t_keys, t.valid)
+    extra = sops.and_valid(ops.logical_not(in_target), p_valid)
+    return _Scored(
+        ops.concatenate([ops.cast(t.indices, "int32"), ops.cast(p_indices, "int32")], axis=0),
+        ops.concatenate([_only_observed(t.values, t_weights), ops.zeros_like(p_values)], axis=0),
+        ops.concatenate([predictions, _only_observed(p_values, ops.cast(extra, dtype))], axis=0),
+        ops.concatenate([t_weights, ops.cast(extra, dtype)], axis=0),
+        B.sparse_num_rows(y_pred),
+        ops.shape(t.values)[0],
+    )
+
+
+def _sparse_target(y_true: Any) -> Any:
+    raise ValueError(
+        "A sparse `y_pred` (the training output of SparseDenseOutput) needs a sparse "
+        f"`y_true`; got {type(y_true).__name__}. Feed the target as a SciPy matrix or sparse "
+        "tensor."
+    )
+
+
+def _check_all_scored(missing: Any, where: str) -> None:
+    """Refuse a sparse `y_pred` that misses target entries (checked where values are concrete)."""
+    try:
+        any_missing = bool(np.any(np.asarray(missing)))
+    except Exception:  # a traced value inside a compiled step: SparseDenseOutput stores all
+        return
+    if any_missing:
+        raise ValueError(
+            f"{where}: the sparse `y_pred` does not store every entry of the sparse "
+            "`y_true`; each target entry needs a prediction."
+        )
+
+
 def _check_rank(shape: tuple) -> None:
     if len(shape) != 2:
         raise ValueError(f"`y_true` must be 2-D (rows, items), got shape {tuple(shape)}.")
 
 
 def _per_row(
-    entry_loss: Any, indices: Any, weights: Any, y_pred: Any, normalize: str, mean: bool
+    entry_loss: Any,
+    indices: Any,
+    weights: Any,
+    y_pred: Any,
+    normalize: str,
+    mean: bool,
+    num_rows: Any = None,
 ) -> Any:
     """Reduce per-entry losses (weighted 0 at unobserved/padding slots) to per-row values.
 
@@ -85,7 +166,8 @@ def _per_row(
     total number of observed entries of the batch.
     """
     entry_loss = _only_observed(entry_loss, weights)
-    num_rows = ops.shape(y_pred)[0]
+    if num_rows is None:
+        num_rows = ops.shape(y_pred)[0]
     if indices is None:  # dense target: entries laid out as (rows, items)
         totals, counts = ops.sum(entry_loss, axis=1), ops.sum(weights, axis=1)
     else:
@@ -166,6 +248,10 @@ def masked_row_mean(
         [0.0]
     """
     _validation.check_choice(normalize, "normalize", NORMALIZE)
+    if B.is_sparse(y_pred):
+        e = scored_entries(y_true, y_pred, where)
+        entry_loss = fn(e.targets, e.predictions)
+        return _per_row(entry_loss, e.indices, e.weights, None, normalize, True, e.num_rows)
     indices, values, weights, y_pred = observed_entries(y_true, y_pred, where)
     entry_loss = fn(values, _predictions_at(indices, y_pred, weights))
     return _per_row(entry_loss, indices, weights, y_pred, normalize, mean=True)
@@ -174,6 +260,12 @@ def masked_row_mean(
 def _multinomial(
     y_true: Any, y_pred: Any, normalize: str = "row", where: str = "sparse_multinomial_nll"
 ) -> Any:
+    if B.is_sparse(y_pred):  # log-probabilities at the target's entries (SparseDenseOutput)
+        e = scored_entries(y_true, y_pred, where)
+        count = e.num_target
+        weights = e.weights[:count]
+        entry_loss = -e.targets[:count] * e.predictions[:count]
+        return _per_row(entry_loss, e.indices[:count], weights, None, normalize, False, e.num_rows)
     indices, values, weights, y_pred = observed_entries(y_true, y_pred, where)
     log_probs = ops.log_softmax(y_pred, axis=-1)
     entry_loss = -values * _predictions_at(indices, log_probs, weights)

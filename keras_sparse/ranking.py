@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
-from keras_sparse import _validation
+from keras_sparse import _item_blocks, _validation
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
 
@@ -60,13 +60,22 @@ def _discounts(length: Any, dtype: str) -> Any:
 
 
 def _sparse_relevance(
-    e: sops.Entries, scores: Any, threshold: float, exclude: Any, top_idx: Any, valid: Any
+    e: sops.Entries,
+    candidate: Any,
+    shape: tuple,
+    threshold: float,
+    exclude: Any,
+    top_idx: Any,
+    valid: Any,
 ) -> tuple:
-    """Hits, gains, |G| and the ideal DCG for the entries `e` of a sparse `y_true`."""
-    dtype = scores.dtype
-    num_rows, n = ops.shape(scores)[0], ops.shape(scores)[1]
+    """Hits, gains, |G| and the ideal DCG for the entries `e` of a sparse `y_true`.
+
+    `candidate` says which of those entries' items can be ranked (a score that
+    is neither NaN nor -inf); `shape` is `(rows, items)` of the scores.
+    """
+    dtype = e.values.dtype
+    num_rows, n = shape
     keep = ops.greater(e.values, ops.cast(threshold, dtype))
-    candidate = ops.greater(sops.gather_entries(scores, e.indices), sops.MINUS_INF)
     keep = ops.logical_and(keep, candidate)
     keep = sops.and_valid(keep, e.valid)
     keys = sops.linear_keys(e.rows, e.cols, n)
@@ -162,9 +171,51 @@ def rank(
     else:
         _, top_idx, valid = sops.top_k_of_candidates(scores, k)
     if sparse_truth:
-        parts = _sparse_relevance(truth, scores, relevance_threshold, exclude, top_idx, valid)
+        candidate = ops.greater(sops.gather_entries(scores, truth.indices), sops.MINUS_INF)
+        shape = (ops.shape(scores)[0], ops.shape(scores)[1])
+        parts = _sparse_relevance(
+            truth, candidate, shape, relevance_threshold, exclude, top_idx, valid
+        )
     else:
         parts = _dense_relevance(truth, scores, relevance_threshold, top_idx, valid)
+    return Ranked(*parts)
+
+
+def rank_blocks(
+    y_true: Any,
+    h: Any,
+    kernel: Any,
+    bias: Any,
+    k: int,
+    block: int,
+    activation: Any = None,
+    relevance_threshold: float = 0.0,
+    exclude: Any = None,
+) -> Ranked:
+    """`rank` of the scores `activation(h @ kernel.T + bias)`, computed by item blocks.
+
+    The same `Ranked` as `rank(y_true, scores, ...)` for a sparse `y_true`,
+    without the rows x items score matrix (see `keras_sparse._item_blocks`):
+    the top k come from a running merge over blocks with exclusions (and the
+    target's exclusion marks) masked per block, and the relevant items'
+    candidacy from their own scores.
+    """
+    dtype = h.dtype
+    truth = sops.entries(y_true, dtype)
+    masks = [(truth.indices, sops.excluded_marks(truth))]
+    if exclude is not None:
+        masks.append(_item_blocks.exclusion_mask(exclude))
+    _, top_idx, valid = _item_blocks.top_k(h, kernel, bias, k, block, activation, masks)
+    picked = B.gather_rows(kernel, truth.cols)
+    entry = ops.sum(B.gather_rows(h, truth.rows) * ops.cast(picked, dtype), axis=1)
+    if bias is not None:
+        entry = entry + ops.cast(B.gather_rows(bias, truth.cols), dtype)
+    if activation is not None:
+        entry = activation(entry)
+    candidate = ops.greater(sops.candidate_scores(entry), sops.MINUS_INF)
+    candidate = ops.logical_and(candidate, ops.logical_not(sops.excluded_marks(truth)))
+    shape = (ops.shape(h)[0], ops.shape(kernel)[0])
+    parts = _sparse_relevance(truth, candidate, shape, relevance_threshold, exclude, top_idx, valid)
     return Ranked(*parts)
 
 

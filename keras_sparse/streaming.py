@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from keras import ops
 
-from keras_sparse import _validation, ranking
+from keras_sparse import _item_blocks, _output_targets, _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
 from keras_sparse.convert import canonical_csr
@@ -99,7 +99,64 @@ def _check_scores(out: Any) -> Any:
     return ops.convert_to_tensor(out)
 
 
+class _Blocks:
+    """A model that ends in `SparseDenseOutput`: its features, then the output by blocks.
+
+    The step gets the features sub-model's variables and the output layer's
+    kernel and bias as its state, and never forms the rows x items scores.
+    """
+
+    def __init__(self, model: Any, layer: Any) -> None:
+        self.features = keras.Model(model.inputs, layer.input)
+        self.layer = layer
+        name = getattr(layer.activation, "__name__", "")
+        self.activation = None if name == "linear" else layer.activation
+
+    def state(self) -> tuple:
+        B.check_distribution(self.features)
+        bias = None if self.layer.bias is None else self.layer.bias.value
+        return (
+            [v.value for v in self.features.trainable_variables],
+            [v.value for v in self.features.non_trainable_variables],
+            self.layer.kernel.value,
+            bias,
+        )
+
+    def features_of(self, state: tuple, batch_x: Any) -> Any:
+        h, _ = self.features.stateless_call(state[0], state[1], batch_x)
+        return ops.cast(h, self.layer.compute_dtype)
+
+
+_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _blocks_of(model: Callable) -> _Blocks | None:
+    """The block scorer of a Keras model whose output is a `SparseDenseOutput`, else None."""
+    if not isinstance(model, keras.Model):
+        return None
+    if model not in _BLOCKS:
+        layer = _output_targets.output_layer(model)
+        elementwise = getattr(getattr(layer, "activation", None), "__name__", "") not in (
+            "softmax",
+            "log_softmax",
+        )
+        if getattr(layer, "_keras_sparse_output_layer", False) and elementwise:
+            _BLOCKS[model] = _Blocks(model, layer)
+        else:
+            _BLOCKS[model] = None
+    return _BLOCKS[model]
+
+
+def _state_of(model: Callable) -> Any:
+    blocks = _blocks_of(model)
+    return _model_state(model) if blocks is None else blocks.state()
+
+
 def _predict_step(model: Callable, k: int, extra: int | None) -> Callable:
+    blocks = _blocks_of(model)
+    if blocks is not None:
+        return _cached_step(model, ("predict_blocks", k), lambda: _predict_blocks(blocks, k))
+
     def build() -> Callable:
         score = _scorer(model)
 
@@ -113,6 +170,20 @@ def _predict_step(model: Callable, k: int, extra: int | None) -> Callable:
         return B.compile_fn(step)
 
     return _cached_step(model, ("predict", k, extra), build)
+
+
+def _predict_blocks(blocks: _Blocks, k: int) -> Callable:
+    layer = blocks.layer
+
+    def step(state: Any, batch_x: Any, exclude: Any) -> tuple[Any, ...]:
+        h = blocks.features_of(state, batch_x)
+        masks = None if exclude is None else [_item_blocks.exclusion_mask(exclude)]
+        top = _item_blocks.top_k(
+            h, state[2], state[3], k, layer.block_size, blocks.activation, masks
+        )
+        return (*top, ops.convert_to_tensor(layer.units))
+
+    return B.compile_fn(step)
 
 
 def _batches(x: Any, batch_size: int | None) -> tuple[SparseDataset, int]:
@@ -194,7 +265,7 @@ def predict_top_k(
     bar = _progbar(len(ds), verbose)
     excl = None if exclude is None else exclude_csr(exclude, (rows, None))
     num_items = None
-    state = _model_state(model)
+    state = _state_of(model)
     for i in range(len(ds)):
         batch_rows = _positions(ds, i)
         step = _predict_step(model, k, _extra_for(excl, batch_rows))
@@ -213,11 +284,28 @@ def predict_top_k(
 def _evaluate_step(
     model: Callable, ks: tuple, metrics: tuple, options: tuple, extra: int | None
 ) -> Callable:
+    blocks = _blocks_of(model)
+
     def build() -> Callable:
         opts = dict(options)
-        score = _scorer(model)
+        score = _scorer(model) if blocks is None else None
 
-        def step(state: Any, batch_x: Any, y_true: Any, exclude: Any) -> tuple[Any, Any]:
+        def ranked_and_items(state: Any, batch_x: Any, y_true: Any, exclude: Any) -> tuple:
+            if blocks is not None:
+                h = blocks.features_of(state, batch_x)
+                layer = blocks.layer
+                ranked = ranking.rank_blocks(
+                    y_true,
+                    h,
+                    state[2],
+                    state[3],
+                    max(ks),
+                    layer.block_size,
+                    blocks.activation,
+                    opts["relevance_threshold"],
+                    exclude,
+                )
+                return ranked, layer.units
             scores = score(state, batch_x)
             ranked = ranking.rank(
                 y_true,
@@ -228,6 +316,10 @@ def _evaluate_step(
                 extra,
                 where="evaluate_top_k",
             )
+            return ranked, ops.shape(scores)[1]
+
+        def step(state: Any, batch_x: Any, y_true: Any, exclude: Any) -> tuple[Any, Any]:
+            ranked, num_items = ranked_and_items(state, batch_x, y_true, exclude)
             weights = ranking.row_weights(ranked, opts["empty_rows"])
             sums = []
             for metric in metrics:
@@ -236,8 +328,7 @@ def _evaluate_step(
                         ranked, metric, k, denominator=opts["denominator"], gains=opts["gains"]
                     )
                     sums.append(ops.sum(values * weights))
-            n = ops.convert_to_tensor(ops.shape(scores)[1])
-            return ops.stack(sums + [ops.sum(weights)]), n
+            return ops.stack(sums + [ops.sum(weights)]), ops.convert_to_tensor(num_items)
 
         return B.compile_fn(step)
 
@@ -317,7 +408,7 @@ def evaluate_top_k(
     excl = exclude_csr(exclude, y_csr.shape)
     bar = _progbar(len(ds), verbose)
     totals = None
-    state = _model_state(model)
+    state = _state_of(model)
     for i in range(len(ds)):
         batch_rows = _positions(ds, i)
         step = _evaluate_step(model, ks_, metrics, options, _extra_for(excl, batch_rows))

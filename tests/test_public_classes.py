@@ -57,6 +57,9 @@ def _layer_model(name, layer):
     if name == "TopK":
         inp = keras.Input((FEATURES,), sparse=True)
         return keras.Model(inp, layer(keras.layers.Dense(ITEMS)(layers.SparseDenseInput(4)(inp))))
+    if name == "SparseDenseOutput":
+        inp = keras.Input((FEATURES,), sparse=True)
+        return keras.Model(inp, layer(layers.SparseDenseInput(4)(inp)))
     raise KeyError(name)
 
 
@@ -100,6 +103,21 @@ SPECS = {
         [({"rate": 1.0}, ValueError, "rate"), ({"rate": 0.1, "seed": -1}, ValueError, "seed")],
     ),
     "ExcludeSeen": Spec(lambda: layers.ExcludeSeen(), "layer"),
+    "SparseDenseOutput": Spec(
+        lambda: layers.SparseDenseOutput(
+            ITEMS, negatives=4, item_counts=np.arange(1, ITEMS + 1), seed=5, block_size=3
+        ),
+        "layer",
+        [
+            ({"units": 0}, ValueError, "units"),
+            ({"units": 4, "negatives": 0}, ValueError, "negatives"),
+            ({"units": 4, "item_counts": [1, 2]}, ValueError, "item_counts"),
+            ({"units": 2, "item_counts": [-1, 2]}, ValueError, "item_counts"),
+            ({"units": 2, "sampling": "popular"}, ValueError, "sampling"),
+            ({"units": 2, "block_size": 0}, ValueError, "block_size"),
+            ({"units": 2, "seed": -3}, ValueError, "seed"),
+        ],
+    ),
     "TopK": Spec(lambda: layers.TopK(3), "layer", [({"k": 0}, ValueError, "k")]),
     "SparseMeanSquaredError": Spec(
         lambda: losses.SparseMeanSquaredError(normalize="entries"),
@@ -169,7 +187,8 @@ def test_the_battery_covers_every_public_class():
 def _compiled(name, spec, obj):
     if spec.kind == "layer":
         model = _layer_model(name, obj)
-        model.compile(optimizer="adam", loss=None if name == "TopK" else "sparse_mse")
+        loss = {"TopK": None, "SparseDenseOutput": losses.SparseMultinomialNLL()}
+        model.compile(optimizer="adam", loss=loss.get(name, "sparse_mse"))
         return model
     model = _recommender()
     model.compile(

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from reference import ranking_mean
+from reference import entries as reference_entries
+from reference import ranked_list, ranking_mean
 
 import keras_sparse as ks
 from keras_sparse import streaming
@@ -184,3 +185,69 @@ def test_second_call_with_the_same_model_and_shapes_does_not_retrace():
     ks.predict_top_k(model, x, k=3, batch_size=16, verbose=0)
     assert CountingDense.calls == traced
     assert second == first
+
+
+def _output_model(items=23, features=10, block_size=4, activation=None, tie=False):
+    """A model ending in SparseDenseOutput (scored by blocks); `tie` repeats item rows."""
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((features,), sparse=True)
+    h = ks.layers.SparseDenseInput(4, activation="tanh")(inp)
+    layer = ks.layers.SparseDenseOutput(items, activation=activation, block_size=block_size)
+    model = keras.Model(inp, layer(h))
+    if tie:  # items 3, 7 and 21 score the same as item 1 (across blocks)
+        kernel, bias = np.array(layer.kernel), np.array(layer.bias) + 0.1
+        for j in (3, 7, 21):
+            kernel[j], bias[j] = kernel[1], bias[1]
+        layer.kernel.assign(kernel)
+        layer.bias.assign(bias)
+    return model
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+@pytest.mark.parametrize("k", [3, 6, 40])
+def test_predict_top_k_by_item_blocks_equals_the_dense_reference(k, activation):
+    model = _output_model(activation=activation, tie=True)
+    x = sp.random(37, 10, density=0.3, format="csr", random_state=4, dtype=np.float32)
+    exclude = sp.random(37, 23, density=0.2, format="coo", random_state=5)
+    streamed = ks.predict_top_k(model, x, k=k, exclude=exclude, batch_size=8, verbose=0)
+    scores = np.asarray(model.predict(x, verbose=0))
+    excluded = reference_entries(exclude)
+    for u, row in enumerate(_rows_of(streamed)):
+        skip = {j for (r, j) in excluded if r == u}
+        want, _ = ranked_list(scores[u].tolist(), k, skip)
+        assert row == want, u
+        got = streamed.data[streamed.indptr[u] : streamed.indptr[u + 1]]
+        np.testing.assert_allclose(got, scores[u, want], rtol=1e-5, atol=1e-6)
+
+
+def test_predict_top_k_by_blocks_never_scores_the_whole_catalogue(monkeypatch):
+    model = _output_model(items=50, block_size=8)
+    widths = []
+    original = ks._item_blocks._block_scores
+
+    def recording(h, kernel, bias, start, stop):
+        widths.append(stop - start)
+        return original(h, kernel, bias, start, stop)
+
+    monkeypatch.setattr(ks._item_blocks, "_block_scores", recording)
+    monkeypatch.setattr(model.layers[-1], "_dense", None)  # a dense scoring would fail
+    recs = ks.predict_top_k(model, sp.eye(5, 10, format="csr"), k=3, verbose=0)
+    assert recs.nnz == 15 and max(widths) == 8
+
+
+def test_evaluate_top_k_by_item_blocks_equals_the_dense_reference():
+    model = _output_model(tie=True)
+    rng = np.random.default_rng(6)
+    x = sp.random(41, 10, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    y = sp.csr_matrix((rng.random((41, 23)) < 0.2) * rng.integers(1, 4, (41, 23)), dtype="float32")
+    exclude = sp.csr_matrix((rng.random((41, 23)) < 0.15).astype(np.float32))
+    scores = np.asarray(model.predict(x, verbose=0))
+    for gains in ("binary", "exponential"):
+        result = ks.evaluate_top_k(
+            model, x, y, k=(3, 5), exclude=exclude, batch_size=7, gains=gains,
+            metrics=list(ks.ranking.METRICS), verbose=0,
+        )  # fmt: skip
+        for name, value in result.items():
+            metric, k = name.split("@")
+            expected = ranking_mean(metric, scores, y, int(k), exclude=exclude, gains=gains)
+            assert value == pytest.approx(expected, rel=1e-5, abs=1e-6), (gains, name)

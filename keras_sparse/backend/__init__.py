@@ -15,7 +15,7 @@ Each backend file defines the names in `API` below:
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
 - `top_k` (ties to the lower index), `stable_argsort`, `replace_nan`,
-  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`,
+  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `dense_gradient`, `sparse_num_rows`,
   `sparse_shape`, and the lazy optimizer hooks `is_sparse_gradient`,
   `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
 - multi-device runs: `place_batch` (a batch of our own loops, split across the
@@ -46,6 +46,7 @@ API = (
     "check_distribution",
     "compile_fn",
     "coo",
+    "dense_gradient",
     "gather_entries",
     "gather_rows",
     "is_dense_tensor",

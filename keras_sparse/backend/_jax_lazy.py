@@ -65,6 +65,7 @@ class _Context:
         self.probes = probes  # None while recording shapes
         self.gathers: list[tuple[int, Any, tuple, Any]] = []  # (index, rows, shape, dtype)
         self.dense_reads: set[int] = set()
+        self.expected_dense_reads: set[int] = set()
 
 
 def mark_row_sparse(variable: Any) -> None:
@@ -87,11 +88,15 @@ def track_gather(variable: Any, rows: Any, picked: Any) -> Any:
     return jax.lax.stop_gradient(picked) + context.probes[position]
 
 
-def note_dense_read(variable: Any) -> None:
-    """Record that a table was read whole, so it cannot be updated lazily this step."""
+def note_dense_read(variable: Any, expected: bool = False) -> None:
+    """Record that a table was read whole, so it cannot be updated lazily this step.
+
+    `expected=True` marks a read that the layer documents (no warning).
+    """
     context = getattr(_LOCAL, "context", None)
     if context is not None and id(variable) in context.tables:
-        context.dense_reads.add(context.tables[id(variable)])
+        index = context.tables[id(variable)]
+        (context.expected_dense_reads if expected else context.dense_reads).add(index)
 
 
 def _warn_once(model: Any, message: str) -> None:
@@ -152,6 +157,23 @@ def _run(model: Any, tables: dict, probes: list | None, args: tuple) -> tuple:
     return loss, aux, context
 
 
+def _record(model: Any, trainable: list, table_indices: list, rest_args: tuple) -> _Context:
+    """Record the gathers of one loss pass (shapes only: abstract evaluation at trace time)."""
+    variables = model.trainable_variables
+    tables = {id(variables[i]): i for i in table_indices}
+    non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars = rest_args
+    recorded: list = []
+
+    def record(values: list) -> Any:
+        args = (values, non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars)
+        loss, _, context = _run(model, tables, None, args)
+        recorded.append(context)
+        return loss
+
+    jax.eval_shape(record, list(trainable))
+    return recorded[0]
+
+
 def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
     """Keras's JAX `train_step`, with row-sparse gradients for `LazyAdam` tables."""
     from keras.src.trainers.data_adapters import data_adapter_utils
@@ -162,6 +184,33 @@ def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
     trainable, non_trainable, optimizer_vars, metrics_vars = state
     x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
     variables = model.trainable_variables
+    context = _record(
+        model,
+        trainable,
+        table_indices,
+        (non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars),
+    )
+    gathered = {index for index, _, _, _ in context.gathers}
+    dense = {i for i in table_indices if i in context.dense_reads}
+    if dense:
+        _warn_once(
+            model,
+            "LazyAdam updates whole tables on JAX for tables read densely in the step "
+            f"({[variables[i].path for i in sorted(dense)]}), e.g. a SparseDenseInput "
+            "fed a dense input. Feed it sparse data (keras.Input(..., sparse=True)) for lazy "
+            "row updates.",
+        )
+    dense |= {i for i in table_indices if i in context.expected_dense_reads or i not in gathered}
+    if dense:  # those tables take dense gradients; the others stay lazy
+        table_indices = [i for i in table_indices if i not in dense]
+        if not table_indices:
+            return original(model, state, data)
+        context = _record(
+            model,
+            trainable,
+            table_indices,
+            (non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars),
+        )
     tables = {id(variables[i]): i for i in table_indices}
     rest_indices = [i for i in range(len(trainable)) if i not in table_indices]
 
@@ -174,27 +223,6 @@ def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
     def args(rest: list) -> tuple:
         return (full(rest), non_trainable, metrics_vars, x, y, sample_weight, optimizer_vars)
 
-    # 1. Record the gathers (shapes only: abstract evaluation at trace time).
-    recorded: list = []
-
-    def record(rest: list) -> Any:
-        loss, _, context = _run(model, tables, None, args(rest))
-        recorded.append(context)
-        return loss
-
-    jax.eval_shape(record, [trainable[i] for i in rest_indices])
-    context = recorded[0]
-    gathered = {index for index, _, _, _ in context.gathers}
-    dropped = {i for i in tables.values() if i in context.dense_reads or i not in gathered}
-    if dropped:
-        _warn_once(
-            model,
-            "LazyAdam updates whole tables on JAX for tables read densely in the step "
-            f"({[variables[i].path for i in sorted(dropped)]}), e.g. a SparseDenseInput "
-            "fed a dense input. Feed it sparse data (keras.Input(..., sparse=True)) for lazy "
-            "row updates.",
-        )
-        return original(model, state, data)
     probes = [jnp.zeros(shape, dtype) for _, _, shape, dtype in context.gathers]
 
     # 2. Differentiate with respect to the other variables and the gathered rows.

@@ -285,6 +285,11 @@ def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> A
     return summed.reshape(batch, out_rows, dense.shape[-1])
 
 
+def dense_gradient(gradient: Any) -> Any:
+    """A gradient as a dense array (JAX gradients already are)."""
+    return gradient
+
+
 def is_sparse_gradient(gradient: Any) -> bool:
     """Whether an optimizer received a row gradient from the lazy training step."""
     from keras_sparse.backend import _jax_lazy
@@ -306,11 +311,15 @@ def mark_row_sparse(variable: Any) -> None:
     _jax_lazy.mark_row_sparse(variable)
 
 
-def note_dense_read(variable: Any) -> None:
-    """Tell the lazy training step that a marked table was read whole."""
+def note_dense_read(variable: Any, expected: bool = False) -> None:
+    """Tell the lazy training step that a marked table was read whole.
+
+    `expected=True` (a read the layer documents, e.g. an exact softmax) makes
+    the table's update dense without a warning.
+    """
     from keras_sparse.backend import _jax_lazy
 
-    _jax_lazy.note_dense_read(variable)
+    _jax_lazy.note_dense_read(variable, expected)
 
 
 def _padded_from_scipy(x: Any) -> Any:

@@ -243,6 +243,11 @@ def sparse_dense_matmul(
     return tf.reshape(summed, tf.stack([batch, out_rows, width]))
 
 
+def dense_gradient(gradient: Any) -> tf.Tensor:
+    """A gradient as a dense tensor (TensorFlow passes gathers' gradients as `IndexedSlices`)."""
+    return tf.convert_to_tensor(gradient)
+
+
 def is_sparse_gradient(gradient: Any) -> bool:
     """Whether an optimizer received a row-sparse gradient (`tf.IndexedSlices`)."""
     return isinstance(gradient, tf.IndexedSlices)
@@ -279,7 +284,7 @@ def mark_row_sparse(variable: Any) -> None:
     """Nothing to mark: TensorFlow's gather already gives a row-sparse gradient."""
 
 
-def note_dense_read(variable: Any) -> None:
+def note_dense_read(variable: Any, expected: bool = False) -> None:
     """Nothing to note: a dense read gives a dense gradient on TensorFlow."""
 
 

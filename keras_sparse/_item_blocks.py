@@ -1,0 +1,196 @@
+"""Work over a catalogue of items one block at a time, never holding rows x items.
+
+Two jobs of `keras_sparse.layers.SparseDenseOutput`, written with `keras.ops`:
+
+- `log_partition(h, kernel, bias, block)`: the exact `logsumexp_j(h @ kernel.T + bias)`
+  per row, streamed over item blocks with a running maximum. Its gradient is
+  written by hand and recomputes each block's scores instead of storing them,
+  so memory is O(rows x block) plus the (dense) gradient of the table itself.
+- `top_k(h, kernel, bias, k, ...)`: the top k items per row, merged block by
+  block from a running list, with exclusions masked inside each block.
+
+The loop over blocks is unrolled in Python over static slices (at most
+`MAX_BLOCKS` of them), so both backends see fixed shapes and no dynamic
+update of the table-sized gradient is ever needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from keras import ops
+
+from keras_sparse import backend as B
+from keras_sparse import ops as sops
+
+# More blocks than this are merged into wider ones (compile time grows with the count).
+MAX_BLOCKS = 64
+
+
+def block_bounds(num_items: int, block: int) -> list[tuple[int, int]]:
+    """`[start, stop)` of each item block: widths of at least `block`, at most `MAX_BLOCKS`."""
+    num_items, block = int(num_items), max(1, int(block))
+    block = max(block, -(-num_items // MAX_BLOCKS))
+    return [(start, min(start + block, num_items)) for start in range(0, num_items, block)]
+
+
+def _block_scores(h: Any, kernel: Any, bias: Any, start: int, stop: int) -> Any:
+    scores = ops.matmul(h, ops.transpose(kernel[start:stop]))
+    if bias is not None:
+        scores = scores + bias[start:stop][None, :]
+    return scores
+
+
+def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
+    """Exact `logsumexp(h @ kernel.T + bias, axis=1)` without the rows x items matrix.
+
+    Args:
+        h: `(rows, d)` features.
+        kernel: `(items, d)` output table (one row per item).
+        bias: `(items,)` bias, or None.
+        block: Items per block.
+
+    Returns:
+        A `(rows,)` tensor. Its gradient with respect to `h`, `kernel` and
+        `bias` is the softmax-weighted one, recomputed block by block.
+    """
+    bounds = block_bounds(kernel.shape[0], block)
+    if bias is None:
+        return _log_partition_no_bias(bounds)(h, kernel)
+    return _log_partition_bias(bounds)(h, kernel, bias)
+
+
+def _forward(h: Any, kernel: Any, bias: Any, bounds: list) -> Any:
+    running_max, total = None, None
+    for start, stop in bounds:
+        scores = ops.stop_gradient(_block_scores(h, kernel, bias, start, stop))
+        block_max = ops.max(scores, axis=1)
+        if running_max is None:
+            running_max = block_max
+            total = ops.sum(ops.exp(scores - block_max[:, None]), axis=1)
+            continue
+        new_max = ops.maximum(running_max, block_max)
+        total = total * ops.exp(running_max - new_max) + ops.sum(
+            ops.exp(scores - new_max[:, None]), axis=1
+        )
+        running_max = new_max
+    return running_max + ops.log(total)
+
+
+def _backward(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, bounds: list) -> tuple:
+    """Gradients of `sum(upstream * lse)`: softmax-weighted, one block at a time."""
+    grad_h = ops.zeros_like(h)
+    grad_kernel, grad_bias = [], []
+    for start, stop in bounds:
+        scores = _block_scores(h, kernel, bias, start, stop)
+        weights = ops.exp(scores - lse[:, None]) * upstream[:, None]  # (rows, block)
+        grad_h = grad_h + ops.matmul(weights, kernel[start:stop])
+        grad_kernel.append(ops.matmul(ops.transpose(weights), h))
+        grad_bias.append(ops.sum(weights, axis=0))
+    return grad_h, ops.concatenate(grad_kernel, axis=0), ops.concatenate(grad_bias, axis=0)
+
+
+def _upstream(args: tuple, upstream: Any) -> Any:
+    # Keras's custom_gradient passes the upstream gradient positionally on some
+    # backends and as a keyword on others; TensorFlow may pass row slices of it.
+    return B.dense_gradient(args[0] if upstream is None else upstream)
+
+
+def _log_partition_bias(bounds: list) -> Callable:
+    @ops.custom_gradient
+    def fn(h: Any, kernel: Any, bias: Any) -> tuple:
+        lse = _forward(h, kernel, bias, bounds)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple:
+            return _backward(h, kernel, bias, lse, _upstream(args, upstream), bounds)
+
+        return lse, grad
+
+    return fn
+
+
+def _log_partition_no_bias(bounds: list) -> Callable:
+    @ops.custom_gradient
+    def fn(h: Any, kernel: Any) -> tuple:
+        lse = _forward(h, kernel, None, bounds)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple:
+            grad_h, grad_kernel, _ = _backward(
+                h, kernel, None, lse, _upstream(args, upstream), bounds
+            )
+            return grad_h, grad_kernel
+
+        return lse, grad
+
+    return fn
+
+
+def _mask_block(scores: Any, masks: list, start: int, stop: int) -> Any:
+    """Block scores at -inf for the masked entries whose item falls in `[start, stop)`.
+
+    `masks` holds `(indices, which)` pairs: `(n, 2)` entries and a boolean
+    `(n,)` of those to mask. A scatter per block: O(entries), never rows x items.
+    """
+    hits = None
+    for indices, which in masks:
+        rows, cols = indices[:, 0], indices[:, 1]
+        inside = ops.logical_and(ops.greater_equal(cols, start), ops.less(cols, stop))
+        inside = ops.logical_and(inside, which)
+        local = ops.stack(
+            [
+                ops.where(inside, rows, ops.zeros_like(rows)),
+                ops.where(inside, cols - start, ops.zeros_like(cols)),
+            ],
+            axis=1,
+        )
+        part = ops.scatter(local, ops.cast(inside, scores.dtype), ops.shape(scores))
+        hits = part if hits is None else hits + part
+    return ops.where(ops.greater(hits, 0), ops.full_like(scores, sops.MINUS_INF), scores)
+
+
+def exclusion_mask(exclude: Any) -> tuple[Any, Any]:
+    """`(indices, which)` masking every stored entry of the sparse `exclude`."""
+    indices, _, valid, _ = B.coo(exclude, canonical=False)
+    which = ops.ones_like(indices[:, 0], "bool") if valid is None else valid
+    return indices, which
+
+
+def top_k(
+    h: Any,
+    kernel: Any,
+    bias: Any,
+    k: int,
+    block: int,
+    activation: Callable | None = None,
+    masks: list | None = None,
+) -> tuple[Any, Any, Any]:
+    """Top min(k, items) items per row of `activation(h @ kernel.T + bias)`, by blocks.
+
+    Same result as `keras_sparse.ops.top_k` over the masked dense scores
+    (ties to the lower index, NaN and masked items never ranked), holding
+    at most rows x (block + k) scores at once. `masks` is a list of
+    `(indices, which)` entries never to rank (see `exclusion_mask`).
+
+    Returns:
+        `(values, indices, valid)` as `keras_sparse.ops.top_k`.
+    """
+    best_values, best_indices = None, None
+    for start, stop in block_bounds(kernel.shape[0], block):
+        scores = _block_scores(h, kernel, bias, start, stop)
+        if activation is not None:
+            scores = activation(scores)
+        scores = sops.candidate_scores(scores)
+        if masks:
+            scores = _mask_block(scores, masks, start, stop)
+        values, indices = B.top_k(scores, k)
+        indices = ops.cast(indices, "int32") + start
+        if best_values is None:
+            best_values, best_indices = values, indices
+            continue
+        # The running list holds lower item indices, so it goes first: ties keep it.
+        values = ops.concatenate([best_values, values], axis=1)
+        indices = ops.concatenate([best_indices, indices], axis=1)
+        best_values, position = B.top_k(values, k)
+        best_indices = ops.take_along_axis(indices, position, axis=1)
+    return best_values, best_indices, ops.greater(best_values, sops.MINUS_INF)

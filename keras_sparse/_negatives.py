@@ -1,0 +1,62 @@
+"""Negative items for sampled output losses, the same on every backend for a seed.
+
+One sample of `num` items is shared by the whole batch. Items come from an
+integer hash (MurmurHash3's 32-bit finaliser) of the layer's seed state and
+the sample position, computed in uint32 with `keras.ops`, so TensorFlow and
+JAX draw exactly the same items for the same seed (their own random number
+generators differ). Sampling is with replacement: uniform over the items, or
+proportional to item counts through the cumulative counts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from keras import ops
+
+
+def _fmix(h: Any) -> Any:
+    h = ops.bitwise_xor(h, ops.right_shift(h, 16))
+    h = ops.multiply(h, ops.cast(0x85EBCA6B, "uint32"))
+    h = ops.bitwise_xor(h, ops.right_shift(h, 13))
+    h = ops.multiply(h, ops.cast(0xC2B2AE35, "uint32"))
+    return ops.bitwise_xor(h, ops.right_shift(h, 16))
+
+
+def hashes(seed: Any, num: int) -> Any:
+    """`num` well-mixed uint32 values from a 2-element integer seed state."""
+    seed = ops.cast(seed, "uint32")
+    base = _fmix(ops.add(seed[0], _fmix(ops.add(seed[1], ops.cast(0x9E3779B9, "uint32")))))
+    position = ops.cast(ops.arange(num), "uint32")
+    return _fmix(ops.add(ops.multiply(position, ops.cast(0x9E3779B9, "uint32")), base))
+
+
+def sample(seed: Any, num: int, num_items: int, cumulative: Any = None) -> tuple[Any, Any]:
+    """Draw `num` items (with replacement) and the log of each one's expected count.
+
+    Args:
+        seed: 2-element integer seed state (e.g. `SeedGenerator.next()`).
+        num: Number of items to draw.
+        num_items: Size of the catalogue.
+        cumulative: Optional `(num_items,)` cumulative item counts; items are
+            then drawn with probability count / total (zero counts never).
+
+    Returns:
+        `(items, log_expected)`: int32 item ids `(num,)` and `log(num * q(item))`
+        `(num,)`, the log-Q correction of a sampled softmax.
+    """
+    h = hashes(seed, num)
+    if cumulative is None:
+        items = ops.cast(ops.mod(h, ops.cast(num_items, "uint32")), "int32")
+        return items, ops.full((num,), math.log(num / num_items), dtype="float32")
+    total = cumulative[-1]
+    # 24 random bits give a uniform float in [0, 1) exactly in float32.
+    u = ops.cast(ops.right_shift(h, 8), "float32") / float(1 << 24)
+    target = u * ops.cast(total, "float32")
+    items = ops.searchsorted(ops.cast(cumulative, "float32"), target, side="right")
+    items = ops.cast(ops.minimum(items, num_items - 1), "int32")
+    upper = ops.take(cumulative, items)
+    lower = ops.where(items > 0, ops.take(cumulative, ops.maximum(items - 1, 0)), 0.0)
+    q = ops.cast(upper - lower, "float32") / ops.cast(total, "float32")
+    return items, ops.log(q * float(num))
