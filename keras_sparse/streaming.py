@@ -107,13 +107,14 @@ class _Blocks:
     """
 
     def __init__(self, model: Any, layer: Any) -> None:
+        self.model = weakref.ref(model)
         self.features = keras.Model(model.inputs, layer.input)
         self.layer = layer
         name = getattr(layer.activation, "__name__", "")
         self.activation = None if name == "linear" else layer.activation
 
     def state(self) -> tuple:
-        B.check_distribution(self.features)
+        B.check_distribution(self.model())
         bias = None if self.layer.bias is None else self.layer.bias.value
         return (
             [v.value for v in self.features.trainable_variables],

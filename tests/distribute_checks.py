@@ -146,6 +146,29 @@ def main() -> None:
             "single": reference["predict"],
             "dist": dist.predict(**predict_feeds[feed_name](), verbose=0).tolist(),
         }
+
+    def build_output(loss, **kwargs):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((30,), sparse=True)
+        hidden = ks.layers.SparseDenseInput(8, activation="tanh")(inputs)
+        model = keras.Model(inputs, ks.layers.SparseDenseOutput(30, **kwargs)(hidden))
+        model.compile(optimizer=ks.optimizers.LazyAdam(0.05), loss=loss)
+        return model
+
+    output_cases = {
+        "mse/entries": (lambda: ks.losses.SparseMeanSquaredError(normalize="entries"), {}),
+        "nll/exact": (ks.losses.SparseMultinomialNLL, {"block_size": 8}),
+        "nll/sampled": (ks.losses.SparseMultinomialNLL, {"negatives": 7, "seed": 4}),
+    }
+    for name, (loss, kwargs) in output_cases.items():
+        single = build_output(loss(), **kwargs)
+        with strategy.scope():
+            dist = ks.distribute.enable_sparse(build_output(loss(), **kwargs))
+        dist.set_weights(single.get_weights())
+        single.fit(x, y, batch_size=20, epochs=1, shuffle=False, verbose=0)
+        dist.fit(x, y, batch_size=20, epochs=1, shuffle=False, verbose=0)
+        out[f"output/{name}"] = {"single": weights(single), "dist": weights(dist)}
+
     with strategy.scope():
         plain = build(["mse/row"])  # no enable_sparse: Keras's own build step
     try:

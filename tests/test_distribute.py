@@ -75,6 +75,12 @@ def test_training_step_matches_one_device(mirrored, loss):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["mse/entries", "nll/exact", "nll/sampled"])
+def test_sparse_dense_output_training_matches_one_device(mirrored, case):
+    _assert_same(mirrored[f"output/{case}"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("feed", ["scipy", "SparseDataset", "tf.data", "distribute_dataset"])
 @pytest.mark.parametrize("job", ["fit", "evaluate", "predict"])
 def test_every_feed_matches_one_device(mirrored, feed, job):

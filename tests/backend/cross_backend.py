@@ -76,6 +76,33 @@ def save(folder: Path) -> None:
     model.save(folder / "model.keras")
     np.save(folder / "predictions.npy", model.predict(ks.data.SparseDataset(x, batch_size=30)))
     (folder / "values.json").write_text(json.dumps(values(model)))
+    output_model().save(folder / "output.keras")
+    (folder / "output.json").write_text(json.dumps(output_values(folder / "output.keras")))
+
+
+def output_model():
+    """A SparseDenseOutput recommender trained with a sampled softmax from item counts."""
+    x, _ = data()
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((50,), sparse=True)
+    hidden = ks.layers.SparseDenseInput(6, "tanh")(inputs)
+    counts = np.arange(50) % 7
+    layer = ks.layers.SparseDenseOutput(50, negatives=9, item_counts=counts, seed=3, block_size=7)
+    model = keras.Model(inputs, layer(hidden))
+    model.compile(optimizer=ks.optimizers.LazyAdam(0.01), loss=ks.losses.SparseMultinomialNLL())
+    model.fit(x, x, batch_size=10, epochs=2, verbose=0, shuffle=False)
+    return model
+
+
+def output_values(path: Path) -> dict:
+    """Predictions, blockwise top-k metrics and one sampled training step of a saved model."""
+    x, _ = data()
+    model = keras.models.load_model(path)
+    out = {"predict": model.predict(x, batch_size=10, verbose=0).tolist()}
+    out.update(ks.evaluate_top_k(model, x, x, k=5, batch_size=10, verbose=0))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=ks.losses.SparseMultinomialNLL())
+    out["sampled_step_loss"] = float(model.train_on_batch(x, x))  # the same negatives
+    return out
 
 
 def load(folder: Path) -> None:
@@ -88,6 +115,12 @@ def load(folder: Path) -> None:
     assert set(mine) == set(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(mine[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    theirs = json.loads((folder / "output.json").read_text())
+    ours = output_values(folder / "output.keras")
+    np.testing.assert_allclose(ours.pop("predict"), theirs.pop("predict"), rtol=1e-5, atol=1e-6)
+    assert set(ours) == set(theirs)
+    for name, value in theirs.items():
+        np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
     print(f"loaded under {keras.backend.backend()}: identical predictions and {len(mine)} values")
 
 

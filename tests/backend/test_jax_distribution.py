@@ -402,3 +402,64 @@ def test_the_model_parallel_lazy_step_moves_no_table_sized_array(data, monkeypat
     assert moved, "expected some collectives in a 4-device step"
     largest = max(int(np.prod([int(d) for d in shape.split(",") if d])) for shape in moved)
     assert largest < (features // 2) * 64 // 2, f"a collective moves {largest} values"
+
+
+def _output_run(distribution, loss, data, **kwargs):
+    """SparseDenseInput -> SparseDenseOutput with LazyAdam: fit, predict, top-k."""
+    x, y = data
+    keras.utils.set_random_seed(11)
+    keras.distribution.set_distribution(distribution)
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,), sparse=True),
+            SparseDenseInput(8, activation="tanh", name="embed"),
+            ks.layers.SparseDenseOutput(ITEMS, name="out", **kwargs),
+        ]
+    )
+    model.compile(optimizer=LazyAdam(0.01), loss=loss())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    return {
+        "model": model,
+        "loss": history.history["loss"],
+        "weights": model.get_weights(),
+        "predict": model.predict(x, batch_size=16, verbose=0),
+        "top_k": ks.predict_top_k(model, x, k=3, exclude=y, batch_size=16, verbose=0),
+    }
+
+
+def _output_model_parallel():
+    mesh = keras.distribution.DeviceMesh(
+        (2, 2), ["batch", "model"], keras.distribution.list_devices()[:4]
+    )
+    layout_map = keras.distribution.LayoutMap(mesh)
+    layout_map[".*out/kernel"] = ("model", None)  # one row per item: rows sharded
+    layout_map[".*out/bias"] = ("model",)
+    return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+
+
+OUTPUT_CASES = {
+    "mse": (SparseMeanSquaredError, {}),
+    "nll": (ks.losses.SparseMultinomialNLL, {"block_size": 6}),
+    "sampled": (ks.losses.SparseMultinomialNLL, {"negatives": 5, "seed": 2}),
+}
+
+
+@needs_devices
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(OUTPUT_CASES))
+@pytest.mark.parametrize("layout", ["data", "model"])
+def test_sparse_dense_output_under_a_distribution_matches_one_device(data, case, layout):
+    loss, kwargs = OUTPUT_CASES[case]
+    one = _output_run(None, loss, data, **kwargs)
+    distribution = _data_parallel() if layout == "data" else _output_model_parallel()
+    many = _output_run(distribution, loss, data, **kwargs)
+    np.testing.assert_allclose(many["loss"], one["loss"], rtol=1e-5)
+    for a, b in zip(one["weights"], many["weights"]):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    np.testing.assert_allclose(many["predict"], one["predict"], atol=1e-5)
+    np.testing.assert_array_equal(many["top_k"].indices, one["top_k"].indices)
+    if layout == "model":
+        kernel = many["model"].get_layer("out").kernel.value
+        assert {s.data.shape for s in kernel.addressable_shards} == {(ITEMS // 2, 8)}
