@@ -9,13 +9,17 @@ Two jobs of `keras_sparse.layers.SparseDenseOutput`, written with `keras.ops`:
 - `top_k(h, kernel, bias, k, ...)`: the top k items per row, merged block by
   block from a running list, with exclusions masked inside each block.
 
-The loop over blocks is unrolled in Python over static slices (at most
-`MAX_BLOCKS` of them), so both backends see fixed shapes and no dynamic
-update of the table-sized gradient is ever needed.
+Where the backend's loops update their carry in place (JAX/XLA,
+`backend.LOOP_UPDATES_IN_PLACE`), the log-partition loops over equal-width
+blocks with `ops.fori_loop`, writing each block's rows of the table gradient
+with `ops.slice_update`: XLA then holds one block at a time. Elsewhere
+(TensorFlow's graph executor frees each block once used) and for top-k, the
+loop is unrolled in Python over static slices (at most `MAX_BLOCKS` of them).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +46,71 @@ def _block_scores(h: Any, kernel: Any, bias: Any, start: int, stop: int) -> Any:
     return scores
 
 
+def _loop_bounds(num_items: int, block: int) -> tuple[int, int]:
+    """(block width, number of blocks) of the looped form: equal widths, last one clamped."""
+    block = max(1, min(int(block), int(num_items)))
+    return block, -(-int(num_items) // block)
+
+
+def _looped_block(kernel: Any, bias: Any, i: Any, block: int) -> tuple[Any, Any, Any, Any]:
+    """Block `i` of the looped form: its start, table rows, bias and which items are new.
+
+    The last block starts at `items - block` so that every block has the same
+    width; the items it shares with the block before are not new.
+    """
+    num_items = kernel.shape[0]
+    first = i * block
+    start = ops.minimum(first, num_items - block)
+    rows = ops.slice(kernel, [start, 0], [block, kernel.shape[1]])
+    b = None if bias is None else ops.slice(bias, [start], [block])
+    fresh = ops.greater_equal(start + ops.arange(block), first)
+    return start, rows, b, fresh
+
+
+def _scores_of(h: Any, rows: Any, b: Any) -> Any:
+    scores = ops.matmul(h, ops.transpose(rows))
+    return scores if b is None else scores + b[None, :]
+
+
+def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
+    block, count = _loop_bounds(kernel.shape[0], block)
+
+    def body(i: Any, carry: tuple) -> tuple:
+        running_max, total = carry
+        _, rows, b, fresh = _looped_block(kernel, bias, i, block)
+        scores = ops.where(fresh[None, :], _scores_of(h, rows, b), sops.MINUS_INF)
+        new_max = ops.maximum(running_max, ops.max(scores, axis=1))
+        total = total * ops.exp(running_max - new_max) + ops.sum(
+            ops.exp(scores - new_max[:, None]), axis=1
+        )
+        return new_max, total
+
+    rows_of_h = ops.shape(h)[0]
+    start = (ops.full((rows_of_h,), sops.MINUS_INF, h.dtype), ops.zeros((rows_of_h,), h.dtype))
+    running_max, total = ops.fori_loop(0, count, body, start)
+    return running_max + ops.log(total)
+
+
+def _backward_looped(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, block: int):
+    block, count = _loop_bounds(kernel.shape[0], block)
+
+    def body(i: Any, carry: tuple) -> tuple:
+        grad_h, grad_kernel, grad_bias = carry
+        start, rows, b, fresh = _looped_block(kernel, bias, i, block)
+        weights = ops.exp(_scores_of(h, rows, b) - lse[:, None]) * upstream[:, None]
+        new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
+        grad_h = grad_h + ops.matmul(new, rows)
+        # Rows shared with the previous block get the same values again: a plain write.
+        grad_kernel = ops.slice_update(
+            grad_kernel, [start, 0], ops.matmul(ops.transpose(weights), h)
+        )
+        grad_bias = ops.slice_update(grad_bias, [start], ops.sum(weights, axis=0))
+        return grad_h, grad_kernel, grad_bias
+
+    start = (ops.zeros_like(h), ops.zeros_like(kernel), ops.zeros((kernel.shape[0],), h.dtype))
+    return ops.fori_loop(0, count, body, start)
+
+
 def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
     """Exact `logsumexp(h @ kernel.T + bias, axis=1)` without the rows x items matrix.
 
@@ -55,10 +124,16 @@ def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
         A `(rows,)` tensor. Its gradient with respect to `h`, `kernel` and
         `bias` is the softmax-weighted one, recomputed block by block.
     """
-    bounds = block_bounds(kernel.shape[0], block)
+    if B.LOOP_UPDATES_IN_PLACE:
+        forward = functools.partial(_forward_looped, block=block)
+        backward = functools.partial(_backward_looped, block=block)
+    else:
+        bounds = block_bounds(kernel.shape[0], block)
+        forward = functools.partial(_forward, bounds=bounds)
+        backward = functools.partial(_backward, bounds=bounds)
     if bias is None:
-        return _log_partition_no_bias(bounds)(h, kernel)
-    return _log_partition_bias(bounds)(h, kernel, bias)
+        return _log_partition_no_bias(forward, backward)(h, kernel)
+    return _log_partition_bias(forward, backward)(h, kernel, bias)
 
 
 def _forward(h: Any, kernel: Any, bias: Any, bounds: list) -> Any:
@@ -97,28 +172,26 @@ def _upstream(args: tuple, upstream: Any) -> Any:
     return B.dense_gradient(args[0] if upstream is None else upstream)
 
 
-def _log_partition_bias(bounds: list) -> Callable:
+def _log_partition_bias(forward: Callable, backward: Callable) -> Callable:
     @ops.custom_gradient
     def fn(h: Any, kernel: Any, bias: Any) -> tuple:
-        lse = _forward(h, kernel, bias, bounds)
+        lse = forward(h, kernel, bias)
 
         def grad(*args: Any, upstream: Any = None) -> tuple:
-            return _backward(h, kernel, bias, lse, _upstream(args, upstream), bounds)
+            return backward(h, kernel, bias, lse, _upstream(args, upstream))
 
         return lse, grad
 
     return fn
 
 
-def _log_partition_no_bias(bounds: list) -> Callable:
+def _log_partition_no_bias(forward: Callable, backward: Callable) -> Callable:
     @ops.custom_gradient
     def fn(h: Any, kernel: Any) -> tuple:
-        lse = _forward(h, kernel, None, bounds)
+        lse = forward(h, kernel, None)
 
         def grad(*args: Any, upstream: Any = None) -> tuple:
-            grad_h, grad_kernel, _ = _backward(
-                h, kernel, None, lse, _upstream(args, upstream), bounds
-            )
+            grad_h, grad_kernel, _ = backward(h, kernel, None, lse, _upstream(args, upstream))
             return grad_h, grad_kernel
 
         return lse, grad

@@ -7,7 +7,8 @@ backend, that defines them (and its name in `SUPPORTED`).
 
 Each backend file defines the names in `API` below:
 
-- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default), `SUPPORTS_JIT`;
+- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default), `SUPPORTS_JIT`,
+  `LOOP_UPDATES_IN_PLACE` (loops may update a large carry slice by slice);
 - sparse tensors: `is_sparse`, `is_dense_tensor`, `sparse_from_coo` (host arrays ->
   the backend's sparse tensor, padded where the backend needs static shapes),
   `sparse_to_coo` (the inverse, on the host), `coo` (in-graph canonical entries
@@ -41,6 +42,7 @@ if _name not in SUPPORTED:  # pragma: no cover - depends on the environment
 # The interface every backend file defines (see the module docstring).
 API = (
     "INDEX_DTYPE",
+    "LOOP_UPDATES_IN_PLACE",
     "NAME",
     "SUPPORTS_JIT",
     "check_distribution",

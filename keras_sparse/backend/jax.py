@@ -31,6 +31,8 @@ NAME = "jax"
 INDEX_DTYPE = "int32"
 # Every JAX step is compiled: layers must not turn jit off.
 SUPPORTS_JIT = True
+# `ops.fori_loop` with `ops.slice_update` on its carry updates in place (XLA).
+LOOP_UPDATES_IN_PLACE = True
 MIN_BUCKET = 16
 
 

@@ -18,6 +18,8 @@ NAME = "tensorflow"
 INDEX_DTYPE = "int64"
 # XLA compilation of sparse gathers and segment sums is slower than TF's graph kernels.
 SUPPORTS_JIT = False
+# `ops.slice_update` inside a TensorFlow loop copies the whole tensor every time.
+LOOP_UPDATES_IN_PLACE = False
 
 
 def is_sparse(x: Any) -> bool:

@@ -111,3 +111,15 @@ def test_distributed_jax_example_shards_the_table_and_matches_one_device():
         done.stdout
     )
     assert done.stdout.strip().endswith("same as one device")
+
+
+@pytest.mark.slow
+def test_large_catalogue_example_beats_popularity(capsys):
+    example = _load("large_catalogue")
+    args = ["--items", "20000", "--users", "2000", "--epochs", "4", "--eval-users", "600"]
+    assert example.main(args) == 0
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line.split()[1:] for line in out.splitlines() if "@" in line}
+    ours, popularity = (float(v) for v in table["recall@20"])
+    assert ours > 2 * popularity, out
+    assert out.count("top 10 = ") == 3
