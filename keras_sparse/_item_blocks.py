@@ -9,12 +9,12 @@ Two jobs of `keras_sparse.layers.SparseDenseOutput`, written with `keras.ops`:
 - `top_k(h, kernel, bias, k, ...)`: the top k items per row, merged block by
   block from a running list, with exclusions masked inside each block.
 
-Where the backend's loops update their carry in place (JAX/XLA,
-`backend.LOOP_UPDATES_IN_PLACE`), the log-partition loops over equal-width
-blocks with `ops.fori_loop`, writing each block's rows of the table gradient
-with `ops.slice_update`: XLA then holds one block at a time. Elsewhere
-(TensorFlow's graph executor frees each block once used) and for top-k, the
-loop is unrolled in Python over static slices (at most `MAX_BLOCKS` of them).
+The log-partition loops over equal-width blocks (`ops.fori_loop` forward,
+`backend.loop_rows` backward, which writes each block's rows of the table
+gradient in place on JAX and through a `TensorArray` on TensorFlow), so one
+block's scores exist at a time. Top-k unrolls its loop in Python over static
+slices (at most `MAX_BLOCKS` of them): it keeps only k scores per row between
+blocks.
 """
 
 from __future__ import annotations
@@ -94,21 +94,16 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
 def _backward_looped(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, block: int):
     block, count = _loop_bounds(kernel.shape[0], block)
 
-    def body(i: Any, carry: tuple) -> tuple:
-        grad_h, grad_kernel, grad_bias = carry
+    def body(i: Any, grad_h: Any) -> tuple:
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
         weights = ops.exp(_scores_of(h, rows, b) - lse[:, None]) * upstream[:, None]
         new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
         grad_h = grad_h + ops.matmul(new, rows)
-        # Rows shared with the previous block get the same values again: a plain write.
-        grad_kernel = ops.slice_update(
-            grad_kernel, [start, 0], ops.matmul(ops.transpose(weights), h)
-        )
-        grad_bias = ops.slice_update(grad_bias, [start], ops.sum(weights, axis=0))
-        return grad_h, grad_kernel, grad_bias
+        # Rows shared with the previous block get the same values again.
+        return grad_h, start, (ops.matmul(ops.transpose(weights), h), ops.sum(weights, axis=0))
 
-    start = (ops.zeros_like(h), ops.zeros_like(kernel), ops.zeros((kernel.shape[0],), h.dtype))
-    return ops.fori_loop(0, count, body, start)
+    grad_h, (grad_kernel, grad_bias) = B.loop_rows(count, body, ops.zeros_like(h), kernel.shape[0])
+    return grad_h, grad_kernel, grad_bias
 
 
 def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
@@ -124,46 +119,11 @@ def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
         A `(rows,)` tensor. Its gradient with respect to `h`, `kernel` and
         `bias` is the softmax-weighted one, recomputed block by block.
     """
-    if B.LOOP_UPDATES_IN_PLACE:
-        forward = functools.partial(_forward_looped, block=block)
-        backward = functools.partial(_backward_looped, block=block)
-    else:
-        bounds = block_bounds(kernel.shape[0], block)
-        forward = functools.partial(_forward, bounds=bounds)
-        backward = functools.partial(_backward, bounds=bounds)
+    forward = functools.partial(_forward_looped, block=block)
+    backward = functools.partial(_backward_looped, block=block)
     if bias is None:
         return _log_partition_no_bias(forward, backward)(h, kernel)
     return _log_partition_bias(forward, backward)(h, kernel, bias)
-
-
-def _forward(h: Any, kernel: Any, bias: Any, bounds: list) -> Any:
-    running_max, total = None, None
-    for start, stop in bounds:
-        scores = ops.stop_gradient(_block_scores(h, kernel, bias, start, stop))
-        block_max = ops.max(scores, axis=1)
-        if running_max is None:
-            running_max = block_max
-            total = ops.sum(ops.exp(scores - block_max[:, None]), axis=1)
-            continue
-        new_max = ops.maximum(running_max, block_max)
-        total = total * ops.exp(running_max - new_max) + ops.sum(
-            ops.exp(scores - new_max[:, None]), axis=1
-        )
-        running_max = new_max
-    return running_max + ops.log(total)
-
-
-def _backward(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, bounds: list) -> tuple:
-    """Gradients of `sum(upstream * lse)`: softmax-weighted, one block at a time."""
-    grad_h = ops.zeros_like(h)
-    grad_kernel, grad_bias = [], []
-    for start, stop in bounds:
-        scores = _block_scores(h, kernel, bias, start, stop)
-        weights = ops.exp(scores - lse[:, None]) * upstream[:, None]  # (rows, block)
-        grad_h = grad_h + ops.matmul(weights, kernel[start:stop])
-        grad_kernel.append(ops.matmul(ops.transpose(weights), h))
-        grad_bias.append(ops.sum(weights, axis=0))
-    return grad_h, ops.concatenate(grad_kernel, axis=0), ops.concatenate(grad_bias, axis=0)
 
 
 def _upstream(args: tuple, upstream: Any) -> Any:

@@ -7,8 +7,7 @@ backend, that defines them (and its name in `SUPPORTED`).
 
 Each backend file defines the names in `API` below:
 
-- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default), `SUPPORTS_JIT`,
-  `LOOP_UPDATES_IN_PLACE` (loops may update a large carry slice by slice);
+- `NAME`, `INDEX_DTYPE` (widest integer the backend uses by default), `SUPPORTS_JIT`;
 - sparse tensors: `is_sparse`, `is_dense_tensor`, `sparse_from_coo` (host arrays ->
   the backend's sparse tensor, padded where the backend needs static shapes),
   `sparse_to_coo` (the inverse, on the host), `coo` (in-graph canonical entries
@@ -16,8 +15,10 @@ Each backend file defines the names in `API` below:
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
 - `top_k` (ties to the lower index), `stable_argsort`, `replace_nan`,
-  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `dense_gradient`, `sparse_num_rows`,
-  `sparse_shape`, and the lazy optimizer hooks `is_sparse_gradient`,
+  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`, `sparse_shape`;
+- item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs) and
+  `dense_gradient`;
+- the lazy optimizer hooks `is_sparse_gradient`,
   `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
 - multi-device runs: `place_batch` (a batch of our own loops, split across the
   devices of a `keras.distribution` on JAX) and `check_distribution` (refuse a
@@ -42,7 +43,6 @@ if _name not in SUPPORTED:  # pragma: no cover - depends on the environment
 # The interface every backend file defines (see the module docstring).
 API = (
     "INDEX_DTYPE",
-    "LOOP_UPDATES_IN_PLACE",
     "NAME",
     "SUPPORTS_JIT",
     "check_distribution",
@@ -55,6 +55,7 @@ API = (
     "is_sparse",
     "is_sparse_gradient",
     "lazy_adam_update",
+    "loop_rows",
     "make_sparse",
     "mark_row_sparse",
     "note_dense_read",

@@ -31,8 +31,6 @@ NAME = "jax"
 INDEX_DTYPE = "int32"
 # Every JAX step is compiled: layers must not turn jit off.
 SUPPORTS_JIT = True
-# `ops.fori_loop` with `ops.slice_update` on its carry updates in place (XLA).
-LOOP_UPDATES_IN_PLACE = True
 MIN_BUCKET = 16
 
 
@@ -285,6 +283,29 @@ def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> A
     segment = jnp.where(valid, indices[:, 0] * out_rows + indices[:, row_axis], batch * out_rows)
     summed = jax.ops.segment_sum(picked * values[:, None], segment, batch * out_rows)
     return summed.reshape(batch, out_rows, dense.shape[-1])
+
+
+def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
+    """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
+
+    Each piece has `block` leading rows destined to rows `[start, start + block)`
+    of an output with `num_rows` rows; where blocks overlap they hold equal
+    values. On JAX the outputs are loop carries written in place
+    (`dynamic_update_slice`), so only one block's pieces exist at a time.
+    """
+    shapes = jax.eval_shape(lambda c: body(0, c)[2], carry)
+    outputs = tuple(jnp.zeros((num_rows, *s.shape[1:]), s.dtype) for s in shapes)
+
+    def step(i: Any, state: tuple) -> tuple:
+        carry, outputs = state
+        carry, start, pieces = body(i, carry)
+        outputs = tuple(
+            jax.lax.dynamic_update_slice(out, piece, (start,) + (0,) * (piece.ndim - 1))
+            for out, piece in zip(outputs, pieces)
+        )
+        return carry, outputs
+
+    return jax.lax.fori_loop(0, count, step, (carry, outputs))
 
 
 def dense_gradient(gradient: Any) -> Any:

@@ -18,8 +18,6 @@ NAME = "tensorflow"
 INDEX_DTYPE = "int64"
 # XLA compilation of sparse gathers and segment sums is slower than TF's graph kernels.
 SUPPORTS_JIT = False
-# `ops.slice_update` inside a TensorFlow loop copies the whole tensor every time.
-LOOP_UPDATES_IN_PLACE = False
 
 
 def is_sparse(x: Any) -> bool:
@@ -243,6 +241,32 @@ def sparse_dense_matmul(
     summed = tf.math.unsorted_segment_sum(weighted, segment, batch * out_rows)
     width = tf.shape(dense, out_type=tf.int64)[-1]
     return tf.reshape(summed, tf.stack([batch, out_rows, width]))
+
+
+def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
+    """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
+
+    See the JAX twin. Blocks start at `min(i * block, num_rows - block)`. A
+    TensorFlow loop would copy a carried output whole at every write, so each
+    block's pieces go to a `TensorArray`, and the output is stacked once at the
+    end from the first `count - 1` blocks and the new rows of the last one.
+    """
+    _, _, first = body(tf.constant(0), carry)  # traced once for the shapes only
+    arrays = tuple(tf.TensorArray(p.dtype, size=count, element_shape=p.shape) for p in first)
+
+    def step(i: Any, carry: Any, arrays: tuple) -> tuple:
+        carry, _, pieces = body(i, carry)
+        return i + 1, carry, tuple(a.write(i, p) for a, p in zip(arrays, pieces))
+
+    _, carry, arrays = tf.while_loop(lambda i, *_: i < count, step, (tf.constant(0), carry, arrays))
+    outputs = []
+    for array, piece in zip(arrays, first):
+        block = int(piece.shape[0])
+        stacked = array.stack()
+        head = tf.reshape(stacked[: count - 1], [(count - 1) * block, *piece.shape[1:]])
+        tail = stacked[count - 1][block - (num_rows - (count - 1) * block) :]
+        outputs.append(tf.concat([head, tail], axis=0))
+    return carry, tuple(outputs)
 
 
 def dense_gradient(gradient: Any) -> tf.Tensor:
