@@ -57,16 +57,6 @@ class _Step(NamedTuple):
     sparse_target: bool
 
 
-def _flat(value: Any) -> list:
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        return [v for item in value.values() for v in _flat(item)]
-    if isinstance(value, (list, tuple)):
-        return [v for item in value for v in _flat(item)]
-    return [value]
-
-
 def loss_kind(loss: Any) -> str | None:
     """`"pointwise"`, `"bce"`, `"nll"` for keras_sparse's masked losses, else None."""
     from keras_sparse import losses
@@ -98,7 +88,9 @@ def _needs_scores(model: Any) -> bool:
         return False
     names = []
     for attr in ("_user_metrics", "_user_weighted_metrics"):
-        for metric in _flat(getattr(compiled, attr, None)):
+        for metric in keras.tree.flatten(getattr(compiled, attr, None) or []):
+            if metric is None:  # an output without metrics
+                continue
             if isinstance(metric, str):
                 try:
                     metric = keras.metrics.get(metric)
@@ -114,7 +106,7 @@ def output_layer(model: Any) -> Any:
         outputs = model.outputs
     except (AttributeError, ValueError):
         return None
-    outputs = _flat(outputs)
+    outputs = keras.tree.flatten(outputs)
     if len(outputs) != 1:
         return None
     history = getattr(outputs[0], "_keras_history", None)
@@ -128,7 +120,7 @@ def _step(model: Any, data: Any) -> _Step:
     layer = output_layer(model)
     if layer is None or not getattr(layer, _MARK, False):
         return _Step(None, True)
-    loss = _flat(model.loss)
+    loss = keras.tree.flatten(model.loss)
     loss = loss[0] if len(loss) == 1 else None
     plan = Plan(id(layer), y, loss_kind(loss), _loss_name(loss), _needs_scores(model))
     return _Step(plan, True)

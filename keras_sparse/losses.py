@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
+import scipy.sparse as sp
 from keras import ops
 
 from keras_sparse import _validation
@@ -23,6 +24,7 @@ from keras_sparse._registry import register
 
 __all__ = [
     "MaskedLoss",
+    "as_target",
     "SparseBinaryCrossentropy",
     "SparseHuber",
     "SparseMeanAbsoluteError",
@@ -30,6 +32,7 @@ __all__ = [
     "SparseMultinomialNLL",
     "masked_row_mean",
     "observed_entries",
+    "scored_entries",
     "sparse_binary_crossentropy",
     "sparse_huber",
     "sparse_mae",
@@ -52,12 +55,12 @@ def observed_entries(
     whose value is -inf marks an excluded item (`keras_sparse.data.mark_excluded`):
     it is never observed (weight 0, value 0).
     """
-    if B.is_sparse(y_pred):
+    if B.is_sparse(y_pred):  # callers pass a sparse y_pred to `scored_entries` instead
         raise ValueError(
-            f"{where} got a sparse `y_pred` and a dense `y_true`. A sparse `y_pred` (the "
-            "training output of SparseDenseOutput) scores a sparse target: pass `y_true` as a "
-            "sparse tensor or SciPy matrix."
+            f"{where} got a sparse `y_pred` (the training output of SparseDenseOutput) where it "
+            "needs dense scores; use `scored_entries` for a sparse `y_pred`."
         )
+    y_true = as_target(y_true, ops.convert_to_tensor(y_pred).dtype)
     y_pred = ops.convert_to_tensor(y_pred)
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
@@ -94,6 +97,7 @@ def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -
     (sampled negatives) are observed with target 0. Entries are matched by
     their (row, column) keys, so neither side needs any particular order.
     """
+    y_true = as_target(y_true, y_pred.dtype)
     if not B.is_sparse(y_true):
         y_true = _sparse_target(y_true)
     true_shape, pred_shape = B.sparse_shape(y_true), B.sparse_shape(y_pred)
@@ -121,6 +125,19 @@ def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -
         B.sparse_num_rows(y_pred),
         ops.shape(t.values)[0],
     )
+
+
+def as_target(y_true: Any, dtype: Any) -> Any:
+    """A SciPy `y_true` (any format) as the backend's sparse tensor; anything else unchanged.
+
+    So that losses and metrics called directly, outside `fit`, take a SciPy
+    target as `fit` does, without densifying it.
+    """
+    if sp.issparse(y_true):
+        from keras_sparse.convert import to_sparse
+
+        return to_sparse(y_true, dtype=dtype)
+    return y_true
 
 
 def _sparse_target(y_true: Any) -> Any:
@@ -449,6 +466,7 @@ class MaskedLoss(keras.losses.Loss):
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras's base __call__ converts y_true with ops.convert_to_tensor, which
         # keeps a sparse tensor but casts it; do only that, then reduce as Keras does.
+        y_true = as_target(y_true, self.dtype or keras.backend.floatx())
         if B.is_sparse(y_true) and self.dtype is not None:
             y_true = ops.cast(y_true, self.dtype)
         pred_shape = y_pred.shape if hasattr(y_pred, "shape") else np.shape(y_pred)

@@ -11,10 +11,10 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_sparse import _validation, ranking
+from keras_sparse import _validation, losses, ranking
+from keras_sparse import backend as B
 from keras_sparse import ops as sops
 from keras_sparse._registry import register
-from keras_sparse.losses import observed_entries
 
 __all__ = [
     "HitRateAtK",
@@ -329,24 +329,38 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate squared errors and counts of the observed entries of a batch."""
+        where = f"metric {self.name!r}"
+        if B.is_sparse(y_pred):  # SparseDenseOutput in fit: predictions at the target's entries
+            _validation.check_row_weights(sample_weight, B.sparse_shape(y_pred), where)
+            e = losses.scored_entries(y_true, ops.cast(y_pred, self.dtype), where)
+            count = e.num_target
+            indices, weights = e.indices[:count], e.weights[:count]
+            squared = ops.square(e.predictions[:count] - e.targets[:count])
+            self._add_entries(squared, indices, weights, sample_weight)
+            return
         y_pred = ops.convert_to_tensor(y_pred)
-        _validation.check_row_weights(sample_weight, ops.shape(y_pred), f"metric {self.name!r}")
-        indices, values, weights, y_pred = observed_entries(
-            y_true, ops.cast(y_pred, self.dtype), f"metric {self.name!r}"
+        _validation.check_row_weights(sample_weight, ops.shape(y_pred), where)
+        indices, values, weights, y_pred = losses.observed_entries(
+            y_true, ops.cast(y_pred, self.dtype), where
         )
         if indices is None:  # dense target: only its non-zero entries count
             squared = ops.square(ops.where(ops.greater(weights, 0), y_pred - values, 0.0))
             if sample_weight is not None:
                 row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1, 1])
                 weights = weights * row_w
+            self._add(ops.sum(squared * weights), ops.sum(weights))
         else:
             squared = ops.square(sops.gather_entries(y_pred, indices) - values)
-            if sample_weight is not None:
-                # One extra 0 weight for padding slots, whose row is out of range (== rows).
-                row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1])
-                row_w = ops.concatenate([row_w, ops.zeros((1,), self.dtype)], axis=0)
-                last = ops.shape(row_w)[0] - 1
-                weights = weights * ops.take(row_w, ops.clip(indices[:, 0], 0, last))
+            self._add_entries(squared, indices, weights, sample_weight)
+
+    def _add_entries(self, squared: Any, indices: Any, weights: Any, sample_weight: Any) -> None:
+        """Add per-entry squared errors, weighted by their row's sample weight."""
+        if sample_weight is not None:
+            # One extra 0 weight for padding slots, whose row is out of range (== rows).
+            row_w = ops.reshape(ops.cast(sample_weight, self.dtype), [-1])
+            row_w = ops.concatenate([row_w, ops.zeros((1,), self.dtype)], axis=0)
+            last = ops.shape(row_w)[0] - 1
+            weights = weights * ops.take(row_w, ops.clip(indices[:, 0], 0, last))
         self._add(ops.sum(squared * weights), ops.sum(weights))
 
     def result(self) -> Any:

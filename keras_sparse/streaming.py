@@ -148,6 +148,12 @@ def _blocks_of(model: Callable) -> _Blocks | None:
     return _BLOCKS[model]
 
 
+def _built(model: Callable, ds: SparseDataset) -> None:
+    """Build a Keras model that was never called on its first batch, as Keras's `predict` does."""
+    if isinstance(model, keras.Model) and not model.built and len(ds):
+        model(_inputs_of(ds[0]))
+
+
 def _state_of(model: Callable) -> Any:
     blocks = _blocks_of(model)
     return _model_state(model) if blocks is None else blocks.state()
@@ -266,6 +272,7 @@ def predict_top_k(
     bar = _progbar(len(ds), verbose)
     excl = None if exclude is None else exclude_csr(exclude, (rows, None))
     num_items = None
+    _built(model, ds)
     state = _state_of(model)
     for i in range(len(ds)):
         batch_rows = _positions(ds, i)
@@ -409,6 +416,7 @@ def evaluate_top_k(
     excl = exclude_csr(exclude, y_csr.shape)
     bar = _progbar(len(ds), verbose)
     totals = None
+    _built(model, ds)
     state = _state_of(model)
     for i in range(len(ds)):
         batch_rows = _positions(ds, i)

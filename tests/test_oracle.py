@@ -4,7 +4,9 @@ One Hypothesis strategy draws batches with random shapes (empty batches and
 empty rows included), densities, duplicate and unsorted COO entries, explicit
 zeros, per-row `sample_weight` and excluded items (marked with
 `keras_sparse.data.mark_excluded`), and every loss class and metric class is
-checked against the dense reference below, which never calls the library.
+checked against the dense reference below, which never calls the library. The
+target is a backend sparse tensor, or a SciPy matrix / array as a user passes it
+to a loss or metric called directly (`sparse_mse(y_csr, scores)`).
 """
 
 import numpy as np
@@ -16,6 +18,7 @@ from reference import ranking_mean
 from test_metrics import CLASSES as RANKING  # metric name -> class, as there
 
 import keras_sparse as ks
+from conftest import ZERO_KEEPING
 from keras_sparse import losses, metrics
 from keras_sparse.data import mark_excluded
 
@@ -100,9 +103,17 @@ def reference_rmse(y, scores, weights, exclude):
     return float(np.sqrt((w * sq).sum() / count)) if count else 0.0
 
 
-def _marked(y, exclude):
+def _marked(y, exclude, form="tensor"):
+    """The target as a backend sparse tensor, or as SciPy (a direct call's target)."""
     target = y if exclude is None else mark_excluded(y, exclude)
-    return ks.to_sparse(target, dtype="float32")
+    if form == "tensor":
+        return ks.to_sparse(target, dtype="float32")
+    return FORMS[form](sp.coo_matrix(target))
+
+
+# SciPy classes that keep explicit zeros (an observed 0 stays observed).
+FORMS = {cls.__name__: cls for cls in ZERO_KEEPING}
+TARGET_FORMS = st.sampled_from(["tensor", *FORMS])
 
 
 LOSSES = {
@@ -115,37 +126,41 @@ LOSSES = {
 
 
 @settings(max_examples=30)
-@given(batch(), st.sampled_from(list(LOSSES)), st.sampled_from(["row", "entries"]))
-def test_every_loss_matches_the_dense_reference(case, kind, normalize):
+@given(batch(), st.sampled_from(list(LOSSES)), st.sampled_from(["row", "entries"]), TARGET_FORMS)
+def test_every_loss_matches_the_dense_reference(case, kind, normalize, form):
     y, scores, weights, exclude = case
     if kind == "bce":  # targets in [0, 1]
         y = sp.coo_matrix((np.minimum(y.data, 1.0), (y.row, y.col)), shape=y.shape)
     expected = reference_loss(kind, y, scores, weights, exclude, normalize)
-    got = LOSSES[kind](normalize)(_marked(y, exclude), scores, sample_weight=weights)
+    got = LOSSES[kind](normalize)(_marked(y, exclude, form), scores, sample_weight=weights)
     got = float(np.sum(np.asarray(got)))  # Keras leaves an empty batch's (0,) values unreduced
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
 @settings(max_examples=30)
 @given(
-    batch(), st.sampled_from(list(RANKING)), st.integers(1, 8), st.sampled_from(["skip", "zero"])
+    batch(),
+    st.sampled_from(list(RANKING)),
+    st.integers(1, 8),
+    st.sampled_from(["skip", "zero"]),
+    TARGET_FORMS,
 )
-def test_every_ranking_metric_matches_the_reference(case, name, k, empty_rows):
+def test_every_ranking_metric_matches_the_reference(case, name, k, empty_rows, form):
     y, scores, weights, exclude = case
     expected = ranking_mean(
         name, scores, y, k, exclude=exclude, sample_weight=weights, empty_rows=empty_rows
     )
     metric = RANKING[name](k=k, empty_rows=empty_rows)
-    metric.update_state(_marked(y, exclude), scores, sample_weight=weights)
+    metric.update_state(_marked(y, exclude, form), scores, sample_weight=weights)
     assert float(metric.result()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 @settings(max_examples=30)
-@given(batch())
-def test_rmse_matches_the_dense_reference(case):
+@given(batch(), TARGET_FORMS)
+def test_rmse_matches_the_dense_reference(case, form):
     y, scores, weights, exclude = case
     metric = metrics.SparseRootMeanSquaredError()
-    metric.update_state(_marked(y, exclude), scores, sample_weight=weights)
+    metric.update_state(_marked(y, exclude, form), scores, sample_weight=weights)
     expected = reference_rmse(y, scores, weights, exclude)
     assert float(metric.result()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
@@ -166,3 +181,24 @@ def test_a_dense_target_with_marks_equals_the_sparse_one(case):
     a.update_state(_marked(y, exclude), scores, sample_weight=weights)
     b.update_state(dense, scores, sample_weight=weights)
     assert float(b.result()) == pytest.approx(float(a.result()), rel=1e-5, abs=1e-6)
+
+
+FUNCTIONS = {
+    "mse": losses.sparse_mse,
+    "mae": losses.sparse_mae,
+    "huber": losses.sparse_huber,
+    "bce": lambda t, p: losses.sparse_binary_crossentropy(t, p, from_logits=True),
+    "nll": losses.sparse_multinomial_nll,
+}
+
+
+@settings(max_examples=20)
+@given(batch(), st.sampled_from(list(FUNCTIONS)), TARGET_FORMS)
+def test_every_loss_function_called_directly_matches_the_reference(case, kind, form):
+    y, scores, _, exclude = case
+    if kind == "bce":
+        y = sp.coo_matrix((np.minimum(y.data, 1.0), (y.row, y.col)), shape=y.shape)
+    expected = reference_loss(kind, y, scores, None, exclude, "row")
+    per_row = np.asarray(FUNCTIONS[kind](_marked(y, exclude, form), scores))
+    assert per_row.shape == (y.shape[0],)
+    assert float(per_row.sum()) / max(y.shape[0], 1) == pytest.approx(expected, rel=1e-4, abs=1e-5)

@@ -372,3 +372,15 @@ def test_a_subclassed_model_warns_that_it_scores_densely():
     model.compile(optimizer="sgd", loss="sparse_mse")
     with pytest.warns(UserWarning, match="single output"):
         model.train_on_batch(X, Y)
+
+
+def test_rmse_alone_reads_the_sparse_training_output(monkeypatch):
+    ours, twin = _models()
+    monkeypatch.setattr(ours.layers[-1], "_dense_with_entry_gradient", None)  # never the dense way
+    kernel = np.asarray(ours.layers[-1].kernel).copy()
+    ours_logs, _ = _step(ours, "sparse_mse", metrics=[ks.metrics.SparseRootMeanSquaredError()])
+    twin_logs, _ = _step(twin, "sparse_mse", metrics=[ks.metrics.SparseRootMeanSquaredError()])
+    _assert_same_step(ours, twin, ours_logs, twin_logs)
+    assert ours_logs["sparse_rmse"] > 0
+    untouched = sorted(set(range(ITEMS)) - set(_canonical(Y).indices.tolist()))
+    np.testing.assert_array_equal(np.asarray(ours.layers[-1].kernel)[untouched], kernel[untouched])
