@@ -9,12 +9,12 @@ Two jobs of `keras_sparse.layers.SparseDenseOutput`, written with `keras.ops`:
 - `top_k(h, kernel, bias, k, ...)`: the top k items per row, merged block by
   block from a running list, with exclusions masked inside each block.
 
-The log-partition loops over equal-width blocks (`ops.fori_loop` forward,
-`backend.loop_rows` backward, which writes each block's rows of the table
-gradient in place on JAX and through a `TensorArray` on TensorFlow), so one
-block's scores exist at a time. Top-k unrolls its loop in Python over static
-slices (at most `MAX_BLOCKS` of them): it keeps only k scores per row between
-blocks.
+The log-partition loops over equal-width blocks through `backend.loop_rows`:
+on JAX an `ops.fori_loop` whose blocks write their rows of the table gradient
+in place, so one block's scores exist at a time; on TensorFlow a loop
+unrolled into the graph (see that backend). Top-k unrolls its loop in Python
+over static slices (at most `MAX_BLOCKS` of them): it keeps only k scores per
+row between blocks.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from keras_sparse import backend as B
 from keras_sparse import ops as sops
 
 # More blocks than this are merged into wider ones (compile time grows with the count).
-MAX_BLOCKS = 64
+MAX_BLOCKS = 64  # top-k
+MAX_LOOP_BLOCKS = 512  # log-partition
 
 
 def block_bounds(num_items: int, block: int) -> list[tuple[int, int]]:
@@ -47,9 +48,14 @@ def _block_scores(h: Any, kernel: Any, bias: Any, start: int, stop: int) -> Any:
 
 
 def _loop_bounds(num_items: int, block: int) -> tuple[int, int]:
-    """(block width, number of blocks) of the looped form: equal widths, last one clamped."""
-    block = max(1, min(int(block), int(num_items)))
-    return block, -(-int(num_items) // block)
+    """(block width, number of blocks) of the looped form: equal widths, last one clamped.
+
+    At most `MAX_LOOP_BLOCKS` blocks (wider ones beyond): TensorFlow unrolls the loop.
+    """
+    num_items = int(num_items)
+    block = max(1, int(block), -(-num_items // MAX_LOOP_BLOCKS))
+    block = min(block, num_items)
+    return block, -(-num_items // block)
 
 
 def _looped_block(kernel: Any, bias: Any, i: Any, block: int) -> tuple[Any, Any, Any, Any]:
@@ -77,17 +83,17 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
 
     def body(i: Any, carry: tuple) -> tuple:
         running_max, total = carry
-        _, rows, b, fresh = _looped_block(kernel, bias, i, block)
+        start, rows, b, fresh = _looped_block(kernel, bias, i, block)
         scores = ops.where(fresh[None, :], _scores_of(h, rows, b), sops.MINUS_INF)
         new_max = ops.maximum(running_max, ops.max(scores, axis=1))
         total = total * ops.exp(running_max - new_max) + ops.sum(
             ops.exp(scores - new_max[:, None]), axis=1
         )
-        return new_max, total
+        return (new_max, total), start, ()
 
     rows_of_h = ops.shape(h)[0]
     start = (ops.full((rows_of_h,), sops.MINUS_INF, h.dtype), ops.zeros((rows_of_h,), h.dtype))
-    running_max, total = ops.fori_loop(0, count, body, start)
+    (running_max, total), _ = B.loop_rows(count, body, start, kernel.shape[0])
     return running_max + ops.log(total)
 
 

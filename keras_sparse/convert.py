@@ -176,6 +176,29 @@ def to_sparse(x: SparseLike, dtype: Any = None) -> Any:
     return B.sparse_from_coo(indices, values, shape)
 
 
+def sparse_target(y_true: Any, dtype: Any) -> Any:
+    """A SciPy `y_true` (any format) as the backend's sparse tensor; anything else as it is.
+
+    Losses and metrics called directly, outside `fit`, take a SciPy target this
+    way, as `fit` does, without densifying it.
+
+    Args:
+        y_true: A target: SciPy matrix or array, sparse tensor or dense array.
+        dtype: Value dtype of the converted tensor.
+
+    Returns:
+        The backend's sparse tensor for a SciPy `y_true`, else `y_true` unchanged.
+
+    Examples:
+        >>> import scipy.sparse as sp
+        >>> import keras_sparse as ks
+        >>> from keras_sparse.convert import sparse_target
+        >>> ks.backend.is_sparse(sparse_target(sp.eye(3, format="dok"), "float32"))
+        True
+    """
+    return to_sparse(y_true, dtype=dtype) if sp.issparse(y_true) else y_true
+
+
 def to_sparse_tensor(x: SparseLike, dtype: Any = None) -> Any:
     """Convert a SciPy sparse matrix, NumPy array or SparseTensor to canonical form.
 

@@ -14,17 +14,16 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
-import scipy.sparse as sp
 from keras import ops
 
 from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
 from keras_sparse._registry import register
+from keras_sparse.convert import sparse_target
 
 __all__ = [
     "MaskedLoss",
-    "as_target",
     "SparseBinaryCrossentropy",
     "SparseHuber",
     "SparseMeanAbsoluteError",
@@ -60,8 +59,8 @@ def observed_entries(
             f"{where} got a sparse `y_pred` (the training output of SparseDenseOutput) where it "
             "needs dense scores; use `scored_entries` for a sparse `y_pred`."
         )
-    y_true = as_target(y_true, ops.convert_to_tensor(y_pred).dtype)
     y_pred = ops.convert_to_tensor(y_pred)
+    y_true = sparse_target(y_true, y_pred.dtype)
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
         _validation.check_target_shape(B.sparse_shape(y_true), y_pred.shape, where)
@@ -90,20 +89,39 @@ class _Scored(NamedTuple):
 
 
 def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -> _Scored:
-    """Pair a sparse target with a sparse `y_pred` (see `SparseDenseOutput`).
+    """Pair a sparse target with a sparse `y_pred` (the training output of `SparseDenseOutput`).
 
     A sparse `y_pred` holds predictions at its stored entries, which include
     every stored entry of `y_true`. Its entries that `y_true` does not store
     (sampled negatives) are observed with target 0. Entries are matched by
     their (row, column) keys, so neither side needs any particular order.
+
+    Args:
+        y_true: Sparse `(rows, items)` target (sparse tensor or SciPy matrix).
+        y_pred: Sparse `(rows, items)` predictions at (at least) the target's entries.
+        where: What a shape error names (the loss or metric).
+
+    Returns:
+        A named tuple `(indices, targets, predictions, weights, num_rows,
+        num_target)`: the target's entries first (`num_target` of them), then
+        `y_pred`'s extra entries; `weights` is 1.0 where an entry is observed.
+
+    Examples:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> import keras_sparse as ks
+        >>> y_true = sp.csr_matrix([[0.0, 2.0, 0.0]])
+        >>> y_pred = ks.to_sparse(sp.csr_matrix([[0.0, 1.5, -1.0]]))  # item 2: a negative
+        >>> e = ks.losses.scored_entries(y_true, y_pred)
+        >>> np.asarray(e.predictions)[np.asarray(e.weights) > 0].tolist()
+        [1.5, -1.0]
     """
-    y_true = as_target(y_true, y_pred.dtype)
+    y_true = sparse_target(y_true, y_pred.dtype)
     if not B.is_sparse(y_true):
-        y_true = _sparse_target(y_true)
+        _refuse_dense_target(y_true)
     true_shape, pred_shape = B.sparse_shape(y_true), B.sparse_shape(y_pred)
     _check_rank(true_shape)
     _validation.check_target_shape(true_shape, pred_shape, where)
-    dtype = y_pred.dtype if hasattr(y_pred, "dtype") else keras.backend.floatx()
+    dtype = y_pred.dtype
     t = sops.entries(y_true, dtype)
     p_indices, p_values, p_valid, _ = B.coo(y_pred, canonical=False)
     p_values = ops.cast(p_values, dtype)
@@ -127,20 +145,7 @@ def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -
     )
 
 
-def as_target(y_true: Any, dtype: Any) -> Any:
-    """A SciPy `y_true` (any format) as the backend's sparse tensor; anything else unchanged.
-
-    So that losses and metrics called directly, outside `fit`, take a SciPy
-    target as `fit` does, without densifying it.
-    """
-    if sp.issparse(y_true):
-        from keras_sparse.convert import to_sparse
-
-        return to_sparse(y_true, dtype=dtype)
-    return y_true
-
-
-def _sparse_target(y_true: Any) -> Any:
+def _refuse_dense_target(y_true: Any) -> None:
     raise ValueError(
         "A sparse `y_pred` (the training output of SparseDenseOutput) needs a sparse "
         f"`y_true`; got {type(y_true).__name__}. Feed the target as a SciPy matrix or sparse "
@@ -466,7 +471,7 @@ class MaskedLoss(keras.losses.Loss):
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras's base __call__ converts y_true with ops.convert_to_tensor, which
         # keeps a sparse tensor but casts it; do only that, then reduce as Keras does.
-        y_true = as_target(y_true, self.dtype or keras.backend.floatx())
+        y_true = sparse_target(y_true, self.dtype or keras.backend.floatx())
         if B.is_sparse(y_true) and self.dtype is not None:
             y_true = ops.cast(y_true, self.dtype)
         pred_shape = y_pred.shape if hasattr(y_pred, "shape") else np.shape(y_pred)

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import scipy.sparse as sp
 from keras import ops
 
 from keras_sparse import _item_blocks, _validation
 from keras_sparse import backend as B
 from keras_sparse import ops as sops
+from keras_sparse.convert import sparse_target
 
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 GAINS = ("binary", "linear", "exponential")
@@ -155,10 +155,7 @@ def rank(
             items; enables `top_k_excluding` instead of rewriting the scores.
         where: What to name in a shape error (the metric or function).
     """
-    if sp.issparse(y_true):  # a direct call with a SciPy target, as `fit` takes it
-        from keras_sparse.convert import to_sparse
-
-        y_true = to_sparse(y_true, dtype=scores.dtype)
+    y_true = sparse_target(y_true, scores.dtype)  # a SciPy target of a direct call
     sparse_truth = B.is_sparse(y_true)
     true_shape = B.sparse_shape(y_true) if sparse_truth else ops.shape(y_true)
     _validation.check_target_shape(true_shape, ops.shape(scores), where)

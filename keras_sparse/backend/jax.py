@@ -295,6 +295,8 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     """
     shapes = jax.eval_shape(lambda c: body(0, c)[2], carry)
     outputs = tuple(jnp.zeros((num_rows, *s.shape[1:]), s.dtype) for s in shapes)
+    if not outputs:  # a plain loop over blocks
+        return jax.lax.fori_loop(0, count, lambda i, c: body(i, c)[0], carry), ()
 
     def step(i: Any, state: tuple) -> tuple:
         carry, outputs = state

@@ -246,26 +246,24 @@ def sparse_dense_matmul(
 def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
     """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
 
-    See the JAX twin. Blocks start at `min(i * block, num_rows - block)`. A
-    TensorFlow loop would copy a carried output whole at every write, so each
-    block's pieces go to a `TensorArray`, and the output is stacked once at the
-    end from the first `count - 1` blocks and the new rows of the last one.
+    See the JAX twin. Blocks start at `min(i * block, num_rows - block)`. On
+    TensorFlow the loop is unrolled into the graph, whose executor frees each
+    block once it is used: a `tf.while_loop` would copy a carried output whole
+    at every write, and one writing to a `TensorArray` measured twice as slow
+    for the same memory. The output keeps the first `count - 1` blocks and the
+    new rows of the last one.
     """
-    _, _, first = body(tf.constant(0), carry)  # traced once for the shapes only
-    arrays = tuple(tf.TensorArray(p.dtype, size=count, element_shape=p.shape) for p in first)
-
-    def step(i: Any, carry: Any, arrays: tuple) -> tuple:
+    parts: list = []
+    for i in range(count):
         carry, _, pieces = body(i, carry)
-        return i + 1, carry, tuple(a.write(i, p) for a, p in zip(arrays, pieces))
-
-    _, carry, arrays = tf.while_loop(lambda i, *_: i < count, step, (tf.constant(0), carry, arrays))
+        parts.append(pieces)
+    if not parts or not parts[0]:
+        return carry, ()
     outputs = []
-    for array, piece in zip(arrays, first):
-        block = int(piece.shape[0])
-        stacked = array.stack()
-        head = tf.reshape(stacked[: count - 1], [(count - 1) * block, *piece.shape[1:]])
-        tail = stacked[count - 1][block - (num_rows - (count - 1) * block) :]
-        outputs.append(tf.concat([head, tail], axis=0))
+    for k in range(len(parts[0])):
+        block = int(parts[0][k].shape[0])
+        last = parts[-1][k][block - (num_rows - (count - 1) * block) :]
+        outputs.append(tf.concat([p[k] for p in parts[:-1]] + [last], axis=0))
     return carry, tuple(outputs)
 
 
