@@ -201,6 +201,17 @@ class SparseDenseOutput(keras.layers.Layer):
                 f"{int(shape[-1])} columns (shape {tuple(shape)}). Give the layer "
                 f"units={int(shape[-1])}."
             )
+        if kind == "nll" and plan.needs_scores:
+            _output_targets.warn_dense_once(
+                self,
+                f"SparseDenseOutput {self.name!r} computes every item's score and its gradient "
+                "in fit (the exact softmax; `negatives` is not used): a metric compiled with "
+                "SparseMultinomialNLL ranks every item, and the "
+                "softmax's gradient cannot come from a dense score block here. Watch ranking "
+                "metrics with validation_data / evaluate_top_k instead, or compile them with a "
+                "pointwise loss.",
+            )
+            return self._dense(h)
         e = sops.entries(target, self.compute_dtype)
         scores = self._entry_scores(h, e.rows, e.cols)
         if kind == "nll":

@@ -384,3 +384,12 @@ def test_rmse_alone_reads_the_sparse_training_output(monkeypatch):
     assert ours_logs["sparse_rmse"] > 0
     untouched = sorted(set(range(ITEMS)) - set(_canonical(Y).indices.tolist()))
     np.testing.assert_array_equal(np.asarray(ours.layers[-1].kernel)[untouched], kernel[untouched])
+
+
+@pytest.mark.parametrize("negatives", [None, 4])
+def test_ranking_metrics_with_the_multinomial_loss_warn_and_equal_the_dense_model(negatives):
+    ours, twin = _models(negatives=negatives, seed=1)
+    with pytest.warns(UserWarning, match="ranks every item"):
+        ours_logs, _ = _step(ours, "sparse_multinomial_nll", metrics=[ks.metrics.NDCGAtK(3)])
+    twin_logs, _ = _step(twin, "sparse_multinomial_nll", metrics=[ks.metrics.NDCGAtK(3)])
+    _assert_same_step(ours, twin, ours_logs, twin_logs)
