@@ -47,7 +47,7 @@ class Plan(NamedTuple):
 
     layer_id: int  # id() of the SparseDenseOutput that is the model's output
     target: Any  # the step's sparse target
-    loss_kind: str | None  # "pointwise", "bce", "nll", or None (another loss)
+    loss_kind: str | None  # "pointwise", "bce", "bce_probabilities", "nll", or None
     loss_name: str  # for messages
     needs_scores: bool  # a compiled metric ranks or reads every score
 
@@ -58,7 +58,10 @@ class _Step(NamedTuple):
 
 
 def loss_kind(loss: Any) -> str | None:
-    """`"pointwise"`, `"bce"`, `"nll"` for keras_sparse's masked losses, else None."""
+    """The kind of a keras_sparse masked loss, else None.
+
+    `"pointwise"`, `"bce"` (from logits), `"bce_probabilities"` or `"nll"`.
+    """
     from keras_sparse import losses
 
     if isinstance(loss, str):
@@ -113,12 +116,17 @@ def output_layer(model: Any) -> Any:
     return None if history is None else history[0]
 
 
+def is_output_layer(layer: Any) -> bool:
+    """Whether `layer` is a `SparseDenseOutput` (without importing the layers package)."""
+    return bool(getattr(layer, _MARK, False))
+
+
 def _step(model: Any, data: Any) -> _Step:
     _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     if not B.is_sparse(y):
         return _Step(None, False)
     layer = output_layer(model)
-    if layer is None or not getattr(layer, _MARK, False):
+    if layer is None or not is_output_layer(layer):
         return _Step(None, True)
     loss = keras.tree.flatten(model.loss)
     loss = loss[0] if len(loss) == 1 else None

@@ -141,7 +141,7 @@ def _blocks_of(model: Callable) -> _Blocks | None:
             "softmax",
             "log_softmax",
         )
-        if getattr(layer, "_keras_sparse_output_layer", False) and elementwise:
+        if _output_targets.is_output_layer(layer) and elementwise:
             _BLOCKS[model] = _Blocks(model, layer)
         else:
             _BLOCKS[model] = None
