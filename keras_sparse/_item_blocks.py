@@ -40,11 +40,25 @@ def block_bounds(num_items: int, block: int) -> list[tuple[int, int]]:
     return [(start, min(start + block, num_items)) for start in range(0, num_items, block)]
 
 
+def table_scores(h: Any, rows: Any, bias: Any) -> Any:
+    """`h @ rows.T + bias`: the scores of every row of `h` for some items' table rows."""
+    out = ops.matmul(h, ops.transpose(rows))
+    return out if bias is None else out + bias[None, :]
+
+
+def entry_scores(h: Any, kernel: Any, bias: Any, rows: Any, cols: Any, dtype: Any) -> Any:
+    """Score of each (row, item) pair: `sum(h[row] * kernel[item]) + bias[item]`.
+
+    Reads only the named table rows (`backend.gather_rows`, 0 at padding), so
+    it works on a Keras variable (lazy updates) as on a tensor.
+    """
+    picked = ops.cast(B.gather_rows(kernel, cols), dtype)
+    out = ops.sum(B.gather_rows(h, rows) * picked, axis=1)
+    return out if bias is None else out + ops.cast(B.gather_rows(bias, cols), dtype)
+
+
 def _block_scores(h: Any, kernel: Any, bias: Any, start: int, stop: int) -> Any:
-    scores = ops.matmul(h, ops.transpose(kernel[start:stop]))
-    if bias is not None:
-        scores = scores + bias[start:stop][None, :]
-    return scores
+    return table_scores(h, kernel[start:stop], None if bias is None else bias[start:stop])
 
 
 def _loop_bounds(num_items: int, block: int) -> tuple[int, int]:
@@ -73,18 +87,13 @@ def _looped_block(kernel: Any, bias: Any, i: Any, block: int) -> tuple[Any, Any,
     return start, rows, b, fresh
 
 
-def _scores_of(h: Any, rows: Any, b: Any) -> Any:
-    scores = ops.matmul(h, ops.transpose(rows))
-    return scores if b is None else scores + b[None, :]
-
-
 def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
     block, count = _loop_bounds(kernel.shape[0], block)
 
     def body(i: Any, carry: tuple) -> tuple:
         running_max, total = carry
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
-        scores = ops.where(fresh[None, :], _scores_of(h, rows, b), sops.MINUS_INF)
+        scores = ops.where(fresh[None, :], table_scores(h, rows, b), sops.MINUS_INF)
         new_max = ops.maximum(running_max, ops.max(scores, axis=1))
         total = total * ops.exp(running_max - new_max) + ops.sum(
             ops.exp(scores - new_max[:, None]), axis=1
@@ -102,7 +111,7 @@ def _backward_looped(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, bl
 
     def body(i: Any, grad_h: Any) -> tuple:
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
-        weights = ops.exp(_scores_of(h, rows, b) - lse[:, None]) * upstream[:, None]
+        weights = ops.exp(table_scores(h, rows, b) - lse[:, None]) * upstream[:, None]
         new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
         grad_h = grad_h + ops.matmul(new, rows)
         # Rows shared with the previous block get the same values again.

@@ -208,10 +208,7 @@ def rank_blocks(
     if exclude is not None:
         masks.append(_item_blocks.exclusion_mask(exclude))
     _, top_idx, valid = _item_blocks.top_k(h, kernel, bias, k, block, activation, masks)
-    picked = B.gather_rows(kernel, truth.cols)
-    entry = ops.sum(B.gather_rows(h, truth.rows) * ops.cast(picked, dtype), axis=1)
-    if bias is not None:
-        entry = entry + ops.cast(B.gather_rows(bias, truth.cols), dtype)
+    entry = _item_blocks.entry_scores(h, kernel, bias, truth.rows, truth.cols, dtype)
     if activation is not None:
         entry = activation(entry)
     candidate = ops.greater(sops.candidate_scores(entry), sops.MINUS_INF)

@@ -161,12 +161,11 @@ class SparseDenseOutput(keras.layers.Layer):
 
     def _dense(self, inputs: Any) -> Any:
         B.note_dense_read(self.kernel)
-        kernel = ops.cast(self.kernel, self.compute_dtype)
-        out = ops.matmul(ops.cast(inputs, self.compute_dtype), ops.transpose(kernel))
         if self.bias is not None:
             B.note_dense_read(self.bias)
-            out = out + ops.cast(self.bias, self.compute_dtype)
-        return self.activation(out)
+        kernel, bias = self._parts()
+        inputs = ops.cast(inputs, self.compute_dtype)
+        return self.activation(_item_blocks.table_scores(inputs, kernel, bias))
 
     def call(self, inputs: Any) -> Any:
         if B.is_sparse(inputs):
@@ -213,7 +212,9 @@ class SparseDenseOutput(keras.layers.Layer):
             )
             return self._dense(h)
         e = sops.entries(target, self.compute_dtype)
-        scores = self._entry_scores(h, e.rows, e.cols)
+        scores = _item_blocks.entry_scores(
+            h, self.kernel, self.bias, e.rows, e.cols, self.compute_dtype
+        )
         if kind == "nll":
             if self.negatives is None:
                 values = scores - self._gather(self._exact_log_partition(h), e.rows)
@@ -263,13 +264,6 @@ class SparseDenseOutput(keras.layers.Layer):
     def _gather(self, values: Any, rows: Any) -> Any:
         return B.gather_rows(values, rows)  # 0 at padding rows
 
-    def _entry_scores(self, h: Any, rows: Any, cols: Any) -> Any:
-        picked = ops.cast(B.gather_rows(self.kernel, cols), self.compute_dtype)
-        scores = ops.sum(self._gather(h, rows) * picked, axis=1)
-        if self.bias is not None:
-            scores = scores + ops.cast(B.gather_rows(self.bias, cols), self.compute_dtype)
-        return scores
-
     def _parts(self) -> tuple[Any, Any]:
         kernel = ops.cast(ops.convert_to_tensor(self.kernel), self.compute_dtype)
         bias = None
@@ -292,10 +286,10 @@ class SparseDenseOutput(keras.layers.Layer):
 
     def _sampled_scores(self, h: Any, items: Any) -> Any:
         picked = ops.cast(B.gather_rows(self.kernel, items), self.compute_dtype)
-        scores = ops.matmul(h, ops.transpose(picked))
+        bias = None
         if self.bias is not None:
-            scores = scores + ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)[None]
-        return scores
+            bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
+        return _item_blocks.table_scores(h, picked, bias)
 
     def _sampled_log_partition(self, h: Any, e: sops.Entries, scores: Any) -> Any:
         """Log of the sampled estimate of each row's partition (see the class docstring)."""
@@ -317,11 +311,9 @@ class SparseDenseOutput(keras.layers.Layer):
 
     def _dense_with_entry_gradient(self, h: Any, e: sops.Entries, scores: Any) -> Any:
         """Forward: the dense scores. Backward: only through the target's entries."""
-        kernel, bias = self._parts()  # read without a gradient: no dense table gradient
-        full = ops.matmul(h, ops.transpose(ops.stop_gradient(kernel)))
-        if bias is not None:
-            full = full + ops.stop_gradient(bias)
-        full = ops.stop_gradient(full)
+        kernel, bias = self._parts()
+        # Read without a gradient: no dense table gradient.
+        full = ops.stop_gradient(_item_blocks.table_scores(h, kernel, bias))
         # Zero in value, it carries the entries' gradient into the dense output.
         delta = scores - ops.stop_gradient(scores)
         if e.valid is not None:
