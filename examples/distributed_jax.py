@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     import keras_sparse as ks
-    from keras_sparse.datasets import split_holdout, synthetic_interactions
+    from keras_sparse.interactions import split_holdout, synthetic_interactions
 
     devices = keras.distribution.list_devices()[: args.devices]
     if len(devices) < args.devices:

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 import keras_sparse as ks  # noqa: E402
-from keras_sparse.datasets import split_holdout  # noqa: E402
+from keras_sparse.interactions import split_holdout  # noqa: E402
 
 
 def interactions(users: int, items: int, per_user: int = 30, groups: int = 200, seed: int = 0):

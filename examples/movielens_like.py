@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_sparse.datasets import split_holdout, synthetic_interactions  # noqa: E402
+from keras_sparse.interactions import split_holdout, synthetic_interactions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

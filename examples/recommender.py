@@ -26,7 +26,7 @@ import keras  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 import keras_sparse as ks  # noqa: E402
-from keras_sparse.datasets import split_holdout, synthetic_interactions  # noqa: E402
+from keras_sparse.interactions import split_holdout, synthetic_interactions  # noqa: E402
 
 
 def build(items: int, hidden: int = 128) -> keras.Model:

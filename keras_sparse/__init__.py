@@ -1,6 +1,10 @@
 """keras_sparse: train and serve Keras 3 models on sparse data without densifying it."""
 
-from keras_sparse import (
+from keras_sparse import _compat, _requirements
+
+_requirements.check_backend()  # one line naming the extra to install if the backend is missing
+
+from keras_sparse import (  # noqa: E402 - after the check, so a missing backend fails clearly
     _identifiers,
     _keras_hooks,
     _output_targets,
@@ -15,17 +19,27 @@ from keras_sparse import (
     optimizers,
     outputs,
     ranking,
-    streaming,
+    streaming,  # noqa: F401 - deprecated path, kept one release
+    topk,
 )
-from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor
-from keras_sparse.export import export_saved_model
-from keras_sparse.streaming import evaluate_top_k, evaluate_topk, predict_top_k, predict_topk
+from keras_sparse._compat import patches as keras_patches  # noqa: E402
+from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor  # noqa: E402
+from keras_sparse.export import export_saved_model  # noqa: E402
+from keras_sparse.topk._streaming import (  # noqa: E402
+    evaluate_top_k,
+    evaluate_topk,
+    predict_top_k,
+    predict_topk,
+)
 
 __version__ = "0.1.0"
 
+# Every change to Keras goes through keras_sparse._compat; keras_patches() lists them.
+_compat.check_keras_version()  # one warning outside the tested Keras range
 _identifiers.install()  # compile(loss="sparse_mse", metrics=["ndcg"], optimizer="lazy_adam")
 _keras_hooks.install()  # SciPy in model(...)/train_on_batch; warnings that name the fix
-_output_targets.install()  # SparseDenseOutput sees the sparse target of each training step
+_output_targets.install()  # SparseDenseOutput sees the sparse target; LazyAdam rows on JAX
+distribute.install()  # sparse batches under keras.distribution (JAX)
 
 __all__ = [
     "__version__",
@@ -36,6 +50,7 @@ __all__ = [
     "evaluate_topk",
     "export_saved_model",
     "interactions",
+    "keras_patches",
     "layers",
     "losses",
     "metrics",
@@ -44,7 +59,7 @@ __all__ = [
     "predict_top_k",
     "predict_topk",
     "ranking",
-    "streaming",
+    "topk",
     "stack",
     "to_scipy",
     "to_sparse",

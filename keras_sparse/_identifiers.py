@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from keras_sparse import _compat
+
 
 def snake_case(name: str) -> str:
     """`"NDCGAtK"` -> `"ndcg_at_k"`, as Keras spells its own identifiers."""
@@ -76,25 +78,18 @@ def tables() -> dict[str, dict[str, Any]]:
 
 
 def install() -> bool:
-    """Add our identifiers to Keras's lookup tables; idempotent.
+    """Add our identifiers to Keras's lookup tables (through `_compat`); idempotent.
 
-    Returns False (adding nothing) if this Keras keeps its tables elsewhere;
-    then only objects, not strings, can be passed to `compile`.
+    Returns False if this Keras keeps its tables elsewhere; then one warning
+    says that only objects, not strings, can be passed to `compile`.
     """
-    try:
-        from keras.src import losses as keras_losses
-        from keras.src import metrics as keras_metrics
-        from keras.src import optimizers as keras_optimizers
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-    targets = {
-        "losses": getattr(keras_losses, "ALL_OBJECTS_DICT", None),
-        "metrics": getattr(keras_metrics, "ALL_OBJECTS_DICT", None),
-        "optimizers": getattr(keras_optimizers, "ALL_OBJECTS_DICT", None),
-    }
-    if not all(isinstance(table, dict) for table in targets.values()):  # pragma: no cover
-        return False
+    done = []
     for kind, ours in tables().items():
-        for name, obj in ours.items():
-            targets[kind].setdefault(name, obj)
-    return True
+        done.append(
+            _compat.add_entries(
+                f"keras.src.{kind}.ALL_OBJECTS_DICT",
+                ours,
+                feature=f"our {kind} by string name in compile (pass the objects instead)",
+            )
+        )
+    return all(done)

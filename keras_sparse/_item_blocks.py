@@ -25,8 +25,8 @@ from typing import Any
 
 from keras import ops
 
+from keras_sparse import _ops
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 
 # More blocks than this are merged into wider ones (compile time grows with the count).
 MAX_BLOCKS = 64  # top-k
@@ -93,7 +93,7 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
     def body(i: Any, carry: tuple) -> tuple:
         running_max, total = carry
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
-        scores = ops.where(fresh[None, :], table_scores(h, rows, b), sops.MINUS_INF)
+        scores = ops.where(fresh[None, :], table_scores(h, rows, b), _ops.MINUS_INF)
         new_max = ops.maximum(running_max, ops.max(scores, axis=1))
         total = total * ops.exp(running_max - new_max) + ops.sum(
             ops.exp(scores - new_max[:, None]), axis=1
@@ -101,7 +101,7 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
         return (new_max, total), start, ()
 
     rows_of_h = ops.shape(h)[0]
-    start = (ops.full((rows_of_h,), sops.MINUS_INF, h.dtype), ops.zeros((rows_of_h,), h.dtype))
+    start = (ops.full((rows_of_h,), _ops.MINUS_INF, h.dtype), ops.zeros((rows_of_h,), h.dtype))
     (running_max, total), _ = B.loop_rows(count, body, start, kernel.shape[0])
     return running_max + ops.log(total)
 
@@ -194,7 +194,7 @@ def _mask_block(scores: Any, masks: list, start: int, stop: int) -> Any:
         )
         part = ops.scatter(local, ops.cast(inside, scores.dtype), ops.shape(scores))
         hits = part if hits is None else hits + part
-    return ops.where(ops.greater(hits, 0), ops.full_like(scores, sops.MINUS_INF), scores)
+    return ops.where(ops.greater(hits, 0), ops.full_like(scores, _ops.MINUS_INF), scores)
 
 
 def exclusion_mask(exclude: Any) -> tuple[Any, Any]:
@@ -215,20 +215,20 @@ def top_k(
 ) -> tuple[Any, Any, Any]:
     """Top min(k, items) items per row of `activation(h @ kernel.T + bias)`, by blocks.
 
-    Same result as `keras_sparse.ops.top_k` over the masked dense scores
+    Same result as `keras_sparse._ops.top_k` over the masked dense scores
     (ties to the lower index, NaN and masked items never ranked), holding
     at most rows x (block + k) scores at once. `masks` is a list of
     `(indices, which)` entries never to rank (see `exclusion_mask`).
 
     Returns:
-        `(values, indices, valid)` as `keras_sparse.ops.top_k`.
+        `(values, indices, valid)` as `keras_sparse._ops.top_k`.
     """
     best_values, best_indices = None, None
     for start, stop in block_bounds(kernel.shape[0], block):
         scores = _block_scores(h, kernel, bias, start, stop)
         if activation is not None:
             scores = activation(scores)
-        scores = sops.candidate_scores(scores)
+        scores = _ops.candidate_scores(scores)
         if masks:
             scores = _mask_block(scores, masks, start, stop)
         values, indices = B.top_k(scores, k)
@@ -241,4 +241,4 @@ def top_k(
         indices = ops.concatenate([best_indices, indices], axis=1)
         best_values, position = B.top_k(values, k)
         best_indices = ops.take_along_axis(indices, position, axis=1)
-    return best_values, best_indices, ops.greater(best_values, sops.MINUS_INF)
+    return best_values, best_indices, ops.greater(best_values, _ops.MINUS_INF)

@@ -1,7 +1,8 @@
 """Small, guarded additions to Keras so that sparse data behaves the same everywhere.
 
-`install()` (run by `import keras_sparse`) wraps four Keras methods; each
-wrapper does its one job and then calls the original unchanged:
+`install()` (run by `import keras_sparse`) makes these changes through
+`keras_sparse._compat`; each wrapper does its one job and then calls the
+original unchanged:
 
 - `Layer.__call__` converts SciPy sparse inputs to the backend's sparse
   tensor, so `model(csr)` and `layer(csr)` work as `fit(csr)` does;
@@ -10,15 +11,16 @@ wrapper does its one job and then calls the original unchanged:
 - the compiled loss warns once when a Keras built-in loss (`"mse"`, ...) gets
   a sparse target, naming our masked loss;
 - a functional model warns once when a sparse tensor reaches an `Input`
-  declared without `sparse=True` (Keras densifies it there).
+  declared without `sparse=True` (Keras densifies it there);
+- Keras's SciPy -> backend batch conversion becomes canonical and bucketed
+  (`keras_batch_from_scipy`).
 
-Every wrapper is installed at most once, and a method that this Keras does
-not have is left alone.
+Known to work on Keras 3.10-3.15. A change this Keras cannot take is left
+out with one warning naming what is lost.
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -27,11 +29,9 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
-from keras_sparse import _validation
+from keras_sparse import _compat, _validation
 from keras_sparse import backend as B
 from keras_sparse._identifiers import snake_case
-
-_MARK = "_keras_sparse_hook"
 
 # Keras built-in loss -> the masked loss that scores only observed entries.
 SPARSE_ALTERNATIVES = {
@@ -70,17 +70,6 @@ def _to_backend(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: convert(v) for key, v in value.items()}
     return value
-
-
-def _wrap(owner: type, name: str, make: Callable[[Callable], Callable]) -> bool:
-    original = getattr(owner, name, None)
-    if original is None:  # pragma: no cover - a Keras layout we do not know
-        return False
-    if not getattr(original, _MARK, False):
-        wrapper = functools.wraps(original)(make(original))
-        setattr(wrapper, _MARK, True)
-        setattr(owner, name, wrapper)
-    return True
 
 
 def _scipy_call(original: Callable) -> Callable:
@@ -198,16 +187,72 @@ def _checked_inputs(original: Callable) -> Callable:
     return _convert_inputs_to_tensors
 
 
+def keras_batch_from_scipy(original: Callable) -> Callable:
+    """Keras's own SciPy -> backend conversion of `fit(csr)` batches, made canonical.
+
+    `fit` / `evaluate` / `predict` on SciPy data, and any `PyDataset` that
+    yields SciPy batches, go through one Keras function per backend. On
+    TensorFlow it keeps a COO matrix's entry order, and Keras's batch slicing
+    then fails on unsorted or duplicate entries ("Arguments to
+    from_value_rowids do not form a valid RowPartition"); on JAX it builds a
+    `BCOO` with the batch's exact entry count, so every batch compiles a new
+    step. The replacement converts row-major with duplicates summed, padded to
+    the backend's entry-count buckets (`backend.sparse_from_coo`), on the host.
+    """
+
+    def scipy_to_backend(x: Any) -> Any:
+        from keras_sparse.convert import coo_parts
+
+        return B.host_sparse_from_coo(*coo_parts(x, "x"))
+
+    return scipy_to_backend
+
+
 def install() -> bool:
-    """Install the wrappers above (idempotent); False if any Keras method was missing."""
-    done = [_wrap(keras.layers.Layer, "__call__", _scipy_call)]
+    """Install the changes above through `_compat` (idempotent); False if any is missing."""
+    done = [
+        _compat.replace(
+            "keras.layers.Layer.__call__",
+            _scipy_call,
+            feature="SciPy matrices in model(x) and layer(x)",
+        )
+    ]
     for name in ("train_on_batch", "test_on_batch", "predict_on_batch"):
-        done.append(_wrap(keras.Model, name, _scipy_batch))
-    try:
-        from keras.src.models.functional import Functional
-        from keras.src.trainers import compile_utils
-    except ImportError:  # pragma: no cover - a Keras layout we do not know: no warnings
-        return False
-    done.append(_wrap(compile_utils.CompileLoss, "__call__", _checked_loss))
-    done.append(_wrap(Functional, "_convert_inputs_to_tensors", _checked_inputs))
+        done.append(
+            _compat.replace(
+                f"keras.Model.{name}", _scipy_batch, feature=f"SciPy matrices in Model.{name}"
+            )
+        )
+    done.append(
+        _compat.replace(
+            "keras.src.trainers.compile_utils.CompileLoss.__call__",
+            _checked_loss,
+            feature="the warning that names a masked loss when a Keras loss gets a sparse target",
+        )
+    )
+    done.append(
+        _compat.replace(
+            "keras.src.models.functional.Functional._convert_inputs_to_tensors",
+            _checked_inputs,
+            feature="the warning when a sparse tensor reaches an Input without sparse=True",
+            check=lambda f: None if _takes(f, 2) else "another signature",
+        )
+    )
+    converter = {"tensorflow": "scipy_sparse_to_tf_sparse", "jax": "scipy_sparse_to_jax_sparse"}
+    done.append(
+        _compat.replace(
+            f"keras.src.trainers.data_adapters.data_adapter_utils.{converter[B.NAME]}",
+            keras_batch_from_scipy,
+            feature="fit/evaluate/predict on unsorted or duplicate COO matrices (TensorFlow) "
+            "and without a recompile per batch (JAX)",
+        )
+    )
     return all(done)
+
+
+def _takes(function: Callable, count: int) -> bool:
+    """Whether `function` takes exactly `count` positional parameters."""
+    import inspect
+
+    params = inspect.signature(function).parameters.values()
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) == count

@@ -15,6 +15,8 @@ from typing import Any
 
 from keras import ops
 
+from keras_sparse import backend as B
+
 
 def _fmix(h: Any) -> Any:
     h = ops.bitwise_xor(h, ops.right_shift(h, 16))
@@ -54,7 +56,7 @@ def sample(seed: Any, num: int, num_items: int, cumulative: Any = None) -> tuple
     # 24 random bits give a uniform float in [0, 1) exactly in float32.
     u = ops.cast(ops.right_shift(h, 8), "float32") / float(1 << 24)
     target = u * ops.cast(total, "float32")
-    items = ops.searchsorted(ops.cast(cumulative, "float32"), target, side="right")
+    items = B.searchsorted(ops.cast(cumulative, "float32"), target, side="right")
     items = ops.cast(ops.minimum(items, num_items - 1), "int32")
     upper = ops.take(cumulative, items)
     lower = ops.where(items > 0, ops.take(cumulative, ops.maximum(items - 1, 0)), 0.0)

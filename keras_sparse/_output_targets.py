@@ -18,7 +18,7 @@ Trace-time only: the wrapper costs nothing per step once a step is compiled.
 Under `tf.distribute` each replica runs `train_step` in its own thread, so
 each replica sees its own part of the batch.
 
-Known to work on Keras 3.15 (the step signatures `train_step(data)` on
+Known to work on Keras 3.10-3.15 (the step signatures `train_step(data)` on
 TensorFlow and `train_step(state, data)` on JAX; `model.loss`,
 `model._compile_metrics`).
 """
@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 import warnings
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import keras
 
+from keras_sparse import _compat
 from keras_sparse import backend as B
 
 _LOCAL = threading.local()
 _MARK = "_keras_sparse_output_layer"  # class attribute of SparseDenseOutput
-_WRAPPED = "_keras_sparse_output_targets"
 # Metrics that read only the target's stored entries (no full scores needed).
 ENTRY_METRICS = ("SparseRootMeanSquaredError",)
 
@@ -176,16 +177,31 @@ def warn_dense_once(layer: Any, message: str) -> None:
 
 
 def install() -> bool:
-    """Wrap `keras.Model.train_step` once so that every step publishes its plan."""
-    current = keras.Model.train_step
-    if getattr(current, _WRAPPED, False):
-        return True
+    """Wrap `keras.Model.train_step` once (through `_compat`).
 
-    def train_step(self: Any, *args: Any) -> Any:
-        with training_step(self, args[-1]):
-            return super(keras.Model, self).train_step(*args)
+    The wrapper publishes each step's plan, then runs Keras's step through
+    `backend.train_step` (which on JAX makes `LazyAdam` updates row-sparse).
+    """
 
-    setattr(train_step, _WRAPPED, True)
-    train_step.__doc__ = current.__doc__
-    keras.Model.train_step = train_step
-    return True
+    def make(original: Any) -> Any:
+        def train_step(self: Any, *args: Any) -> Any:
+            with training_step(self, args[-1]):
+                return B.train_step(self, types.MethodType(original, self), args)
+
+        return train_step
+
+    return _compat.replace(
+        "keras.Model.train_step",
+        make,
+        feature="SparseDenseOutput scoring only the target's entries in fit, and LazyAdam's "
+        "row updates on JAX",
+        check=_check_step,
+    )
+
+
+def _check_step(original: Any) -> str | None:
+    import inspect
+
+    count = len(inspect.signature(original).parameters)
+    wanted = 3 if B.NAME == "jax" else 2  # (self, state, data) / (self, data)
+    return None if count == wanted else f"train_step takes {count} parameters, not {wanted}"

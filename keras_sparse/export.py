@@ -13,9 +13,8 @@ from typing import Any
 
 import keras
 
-from keras_sparse import _validation
+from keras_sparse import _ops, _validation
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 
 if B.NAME == "tensorflow":
     import tensorflow as tf
@@ -133,7 +132,7 @@ def export_saved_model(
         outputs = model(structured, training=False)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         if top_k is not None:
-            values, indices, _ = sops.top_k(outputs[0], top_k)
+            values, indices, _ = _ops.top_k(outputs[0], top_k)
             return {"top_scores": values, "top_indices": indices}
         return dict(zip(names, outputs, strict=True))
 

@@ -1,4 +1,7 @@
-"""Interaction files with their identifiers: read CSV / TSV / MovieLens / `.npz`, write top-k.
+"""User x item interactions: read, write, split and synthesise them.
+
+`split_holdout` holds out entries per user for evaluation and
+`synthetic_interactions` draws implicit feedback with a low-rank structure.
 
 `load_interactions` reads a user x item matrix together with the original user
 and item identifiers (numbers stay numbers, sorted numerically; strings are
@@ -19,8 +22,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from keras_sparse import _validation
+
 __all__ = [
     "Interactions",
+    "split_holdout",
+    "synthetic_interactions",
     "align",
     "atomic_write",
     "atomic_write_path",
@@ -71,16 +78,19 @@ def _column(spec: Any, header: list[str] | None, path: Path, what: str) -> int |
     if text.lstrip("-").isdigit():
         index = int(text)
         if index < 0:
-            raise ValueError(f"{what} {text}: positions count from 0")
+            raise ValueError(f"`{what}`={text}: positions count from 0; pass {what}=0 or more")
         return index
     if header is None:
         raise ValueError(
-            f"{what} {text!r} names a column, but '{path}' has no header line; give its "
-            "position instead (counting from 0)"
+            f"`{what}`={text!r} names a column, but '{path}' has no header line; pass "
+            f"its position instead ({what}=0 for the first column)"
         )
     lowered = [h.lower() for h in header]
     if text.lower() not in lowered:
-        raise ValueError(f"{what} {text!r} is not a column of '{path}'; its columns are {header}")
+        raise ValueError(
+            f"`{what}`={text!r} is not a column of '{path}'; its columns are {header}: "
+            f"pass one of them, e.g. {what}={header[0]!r}"
+        )
     return lowered.index(text.lower())
 
 
@@ -204,10 +214,10 @@ def _read_delimited(
                     if str(rating_col).lower() == "auto":
                         rating = _auto_rating_column(names, len(fields))
                     else:
-                        rating = _column(rating_col, names, path, "--rating-col")
+                        rating = _column(rating_col, names, path, "rating_col")
                     columns = (
-                        _column(user_col, names, path, "--user-col"),
-                        _column(item_col, names, path, "--item-col"),
+                        _column(user_col, names, path, "user_col"),
+                        _column(item_col, names, path, "item_col"),
                         rating,
                     )
                     if names is not None:
@@ -370,3 +380,95 @@ def align(data: Interactions, item_ids: np.ndarray, what: str) -> tuple[sp.csr_m
     )
     matrix.sum_duplicates()
     return matrix, notes
+
+
+def synthetic_interactions(
+    users: int = 4000,
+    items: int = 1500,
+    density: float = 0.01,
+    groups: int = 12,
+    seed: int = 0,
+) -> sp.csr_matrix:
+    """A deterministic users x items 0/1 matrix with planted taste groups and popularity skew.
+
+    Every user belongs to one of `groups` taste groups and every item to one;
+    a user picks items of their own group about 20 times as often as others,
+    scaled by a log-normal item popularity. About `density` of the entries
+    are stored.
+
+    Args:
+        users: Number of rows.
+        items: Number of columns.
+        density: Target fraction of stored entries, in (0, 1).
+        groups: Number of planted taste groups.
+        seed: Seed; the same arguments always give the same matrix.
+
+    Returns:
+        A canonical `scipy.sparse.csr_matrix` of float32 ones.
+
+    Examples:
+        >>> from keras_sparse.interactions import synthetic_interactions
+        >>> x = synthetic_interactions(users=100, items=50, density=0.05)
+        >>> x.shape
+        (100, 50)
+    """
+    users = _validation.check_int(users, "users")
+    items = _validation.check_int(items, "items")
+    groups = _validation.check_int(groups, "groups")
+    density = _validation.check_float(density, "density", low=1e-9, high=1.0, high_open=True)
+    rng = np.random.default_rng(seed)
+    group_of_user = rng.integers(0, groups, users)
+    group_of_item = rng.integers(0, groups, items)
+    popularity = np.exp(rng.normal(size=items))
+    affinity = np.where(group_of_user[:, None] == group_of_item[None, :], 20.0, 1.0)
+    prob = affinity * popularity[None, :]
+    prob *= density / prob.mean()
+    mask = rng.random((users, items)) < np.clip(prob, 0.0, 0.95)
+    return sp.csr_matrix(mask.astype(np.float32))
+
+
+def split_holdout(
+    x: sp.spmatrix, fraction: float = 0.2, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split each row's stored entries into train and held-out parts.
+
+    Each row with at least two entries gives `fraction` of them (at least
+    one) to the held-out matrix; rows with fewer keep everything in train.
+
+    Args:
+        x: Interactions, any SciPy sparse format.
+        fraction: Share of each row's entries held out, in (0, 1).
+        seed: Seed of the random choice.
+
+    Returns:
+        `(train, held_out)`, two canonical CSR matrices of the shape of `x`.
+
+    Examples:
+        >>> from keras_sparse.interactions import split_holdout, synthetic_interactions
+        >>> train, held = split_holdout(synthetic_interactions(200, 80, 0.05))
+        >>> train.multiply(held).nnz
+        0
+    """
+    fraction = _validation.check_float(fraction, "fraction", low=0.0, high=1.0, high_open=True)
+    csr = sp.csr_matrix(x, copy=True)
+    csr.sum_duplicates()
+    rng = np.random.default_rng(seed)
+    counts = np.diff(csr.indptr)
+    keys = rng.random(csr.nnz)
+    rows = np.repeat(np.arange(csr.shape[0]), counts)
+    # Rank of each entry within its row by a random key: hold out the lowest ranks.
+    order = np.lexsort((keys, rows))
+    rank = np.empty(csr.nnz, dtype=np.int64)
+    rank[order] = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], counts)
+    n_held = np.where(counts >= 2, np.maximum(1, np.round(counts * fraction)), 0).astype(int)
+    held_mask = rank < np.repeat(n_held, counts)
+
+    def part(mask: np.ndarray) -> sp.csr_matrix:
+        # Own copies of indices/indptr: eliminate_zeros works in place.
+        out = sp.csr_matrix(
+            (csr.data * mask, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape
+        )
+        out.eliminate_zeros()
+        return out
+
+    return part(~held_mask), part(held_mask)

@@ -16,9 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sparse import _validation
+from keras_sparse import _ops, _validation
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 from keras_sparse._registry import register
 from keras_sparse.convert import sparse_target
 
@@ -64,15 +63,15 @@ def observed_entries(
     if B.is_sparse(y_true):
         _check_rank(B.sparse_shape(y_true))
         _validation.check_target_shape(B.sparse_shape(y_true), y_pred.shape, where)
-        e = sops.entries(y_true, y_pred.dtype)
-        marked = sops.excluded_marks(e)
-        weights = ops.cast(sops.and_valid(ops.logical_not(marked), e.valid), y_pred.dtype)
+        e = _ops.entries(y_true, y_pred.dtype)
+        marked = _ops.excluded_marks(e)
+        weights = ops.cast(_ops.and_valid(ops.logical_not(marked), e.valid), y_pred.dtype)
         return e.indices, _only_observed(e.values, weights), weights, y_pred
     y_true = ops.convert_to_tensor(y_true)
     _check_rank(tuple(y_true.shape))
     _validation.check_target_shape(y_true.shape, y_pred.shape, where)
     y_true = ops.cast(y_true, y_pred.dtype)
-    observed = ops.logical_and(ops.not_equal(y_true, 0), ops.not_equal(y_true, sops.MINUS_INF))
+    observed = ops.logical_and(ops.not_equal(y_true, 0), ops.not_equal(y_true, _ops.MINUS_INF))
     weights = ops.cast(observed, y_pred.dtype)
     return None, _only_observed(y_true, weights), weights, y_pred
 
@@ -122,19 +121,19 @@ def scored_entries(y_true: Any, y_pred: Any, where: str = "keras_sparse loss") -
     _check_rank(true_shape)
     _validation.check_target_shape(true_shape, pred_shape, where)
     dtype = y_pred.dtype
-    t = sops.entries(y_true, dtype)
+    t = _ops.entries(y_true, dtype)
     p_indices, p_values, p_valid, _ = B.coo(y_pred, canonical=False)
     p_values = ops.cast(p_values, dtype)
     n = true_shape[1] if true_shape[1] is not None else pred_shape[1]
-    t_keys = sops.linear_keys(t.rows, t.cols, n)
-    p_keys = sops.linear_keys(p_indices[:, 0], p_indices[:, 1], n)
-    found, predictions = sops.lookup(t_keys, p_keys, p_valid, p_values)
-    marked = sops.excluded_marks(t)
-    t_weights = ops.cast(sops.and_valid(ops.logical_not(marked), t.valid), dtype)
+    t_keys = _ops.linear_keys(t.rows, t.cols, n)
+    p_keys = _ops.linear_keys(p_indices[:, 0], p_indices[:, 1], n)
+    found, predictions = _ops.lookup(t_keys, p_keys, p_valid, p_values)
+    marked = _ops.excluded_marks(t)
+    t_weights = ops.cast(_ops.and_valid(ops.logical_not(marked), t.valid), dtype)
     missing = ops.logical_and(ops.logical_not(found), ops.greater(t_weights, 0))
     _check_all_scored(missing, where)
-    in_target, _ = sops.lookup(p_keys, t_keys, t.valid)
-    extra = sops.and_valid(ops.logical_not(in_target), p_valid)
+    in_target, _ = _ops.lookup(p_keys, t_keys, t.valid)
+    extra = _ops.and_valid(ops.logical_not(in_target), p_valid)
     return _Scored(
         ops.concatenate([ops.cast(t.indices, "int32"), ops.cast(p_indices, "int32")], axis=0),
         ops.concatenate([_only_observed(t.values, t_weights), ops.zeros_like(p_values)], axis=0),
@@ -193,8 +192,8 @@ def _per_row(
     if indices is None:  # dense target: entries laid out as (rows, items)
         totals, counts = ops.sum(entry_loss, axis=1), ops.sum(weights, axis=1)
     else:
-        totals = sops.row_sum(entry_loss, indices[:, 0], num_rows)
-        counts = sops.row_sum(weights, indices[:, 0], num_rows)
+        totals = _ops.row_sum(entry_loss, indices[:, 0], num_rows)
+        counts = _ops.row_sum(weights, indices[:, 0], num_rows)
     if normalize == "entries":
         # Under a tf.distribute strategy the counts are those of the global batch,
         # so the replicas together give total loss / total entries, as on one device.
@@ -237,7 +236,7 @@ def _predictions_at(indices: Any, y_pred: Any, weights: Any) -> Any:
     """Predictions at the observed entries; 0 at unobserved ones (a -inf score is fine there)."""
     if indices is None:
         return _only_observed(y_pred, weights)
-    return sops.gather_entries(y_pred, indices)
+    return _ops.gather_entries(y_pred, indices)
 
 
 def masked_row_mean(

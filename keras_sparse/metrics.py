@@ -11,9 +11,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_sparse import _validation, losses, ranking
+from keras_sparse import _ops, _validation, losses, ranking
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 __all__ = [
@@ -350,7 +349,7 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
                 weights = weights * row_w
             self._add(ops.sum(squared * weights), ops.sum(weights))
         else:
-            squared = ops.square(sops.gather_entries(y_pred, indices) - values)
+            squared = ops.square(_ops.gather_entries(y_pred, indices) - values)
             self._add_entries(squared, indices, weights, sample_weight)
 
     def _add_entries(self, squared: Any, indices: Any, weights: Any, sample_weight: Any) -> None:

@@ -52,6 +52,9 @@ class LazyAdam(keras.optimizers.Adam):
 
     """
 
+    #: Tells the JAX training step that `update_step` takes row gradients.
+    row_sparse_updates = True
+
     def __init__(
         self,
         learning_rate: Any = 0.001,

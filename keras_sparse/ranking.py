@@ -5,7 +5,7 @@ One implementation, used by the metric classes in `keras_sparse.metrics` and by
 
 - Candidates are the items with a finite-or-+inf score: NaN and -inf scores
   are never ranked. -inf is the mask value that exclusion writes (see
-  `keras_sparse.ops.mask_scores` and `keras_sparse.layers.ExcludeSeen`).
+  `keras_sparse._ops.mask_scores` and `keras_sparse.layers.ExcludeSeen`).
 - G(u): stored entries of `y_true` with value > `relevance_threshold` whose
   item is a candidate (an excluded item is removed from G(u) too).
 - R(u): the min(k, #candidates) best candidates; ties go to the lower index.
@@ -21,9 +21,8 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
-from keras_sparse import _item_blocks, _validation
+from keras_sparse import _item_blocks, _ops, _validation
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 from keras_sparse.convert import sparse_target
 
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
@@ -31,11 +30,23 @@ GAINS = ("binary", "linear", "exponential")
 DENOMINATORS = ("k", "min")
 EMPTY_ROWS = ("skip", "zero")
 
-# Re-exported for callers that rank scores themselves.
-mask_scores = sops.mask_scores
-candidate_scores = sops.candidate_scores
-top_k = sops.top_k
-top_k_excluding = sops.top_k_excluding
+# Re-exported for callers that rank scores themselves (top-k itself: keras_sparse.topk).
+mask_scores = _ops.mask_scores
+candidate_scores = _ops.candidate_scores
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("top_k", "top_k_excluding"):
+        import warnings
+
+        warnings.warn(
+            f"keras_sparse.ranking.{name} is deprecated and will be removed in the next "
+            "release; use keras_sparse.topk.top_k(scores, k, exclude=...).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Ranked(NamedTuple):
@@ -61,7 +72,7 @@ def _discounts(length: Any, dtype: str) -> Any:
 
 
 def _sparse_relevance(
-    e: sops.Entries,
+    e: _ops.Entries,
     candidate: Any,
     shape: tuple,
     threshold: float,
@@ -78,21 +89,21 @@ def _sparse_relevance(
     num_rows, n = shape
     keep = ops.greater(e.values, ops.cast(threshold, dtype))
     keep = ops.logical_and(keep, candidate)
-    keep = sops.and_valid(keep, e.valid)
-    keys = sops.linear_keys(e.rows, e.cols, n)
+    keep = _ops.and_valid(keep, e.valid)
+    keys = _ops.linear_keys(e.rows, e.cols, n)
     if exclude is not None:
-        table, table_valid = sops.excluded_keys(exclude, n)
-        keep = ops.logical_and(keep, ops.logical_not(sops.lookup(keys, table, table_valid)[0]))
+        table, table_valid = _ops.excluded_keys(exclude, n)
+        keep = ops.logical_and(keep, ops.logical_not(_ops.lookup(keys, table, table_valid)[0]))
     rows = ops.expand_dims(ops.arange(num_rows), 1)
-    found, gains = sops.lookup(sops.linear_keys(rows, top_idx, n), keys, keep, e.values)
+    found, gains = _ops.lookup(_ops.linear_keys(rows, top_idx, n), keys, keep, e.values)
     found = ops.logical_and(found, valid)
     gains = ops.where(found, gains, ops.zeros_like(gains))
     kept = ops.cast(keep, dtype)
-    num_relevant = sops.row_sum(kept, e.rows, num_rows)
+    num_relevant = _ops.row_sum(kept, e.rows, num_rows)
 
     def ideal_dcg(gain_name: str, k: int) -> Any:
         # Sort G's entries by (row, gain descending); entries outside G go last.
-        g = ops.where(keep, _gain(e.values, gain_name), ops.full_like(e.values, sops.MINUS_INF))
+        g = ops.where(keep, _gain(e.values, gain_name), ops.full_like(e.values, _ops.MINUS_INF))
         by_gain = B.stable_argsort(-g)
         last = ops.zeros_like(e.rows) + ops.cast(num_rows, e.rows.dtype)
         sort_rows = ops.where(keep, e.rows, last)
@@ -108,7 +119,7 @@ def _sparse_relevance(
         use = ops.logical_and(ops.take(keep, order), ops.less(pos, k))
         disc = ops.take(_discounts(k, dtype), ops.clip(pos, 0, k - 1))
         contrib = ops.where(use, ops.take(g, order) * disc, ops.zeros_like(disc))
-        return sops.row_sum(contrib, rows_sorted, num_rows)
+        return _ops.row_sum(contrib, rows_sorted, num_rows)
 
     return ops.cast(found, dtype), gains, num_relevant, ideal_dcg
 
@@ -118,16 +129,16 @@ def _dense_relevance(y_true: Any, scores: Any, threshold: float, top_idx: Any, v
     dtype = scores.dtype
     y = y_true
     relevant = ops.logical_and(ops.not_equal(y, 0), ops.greater(y, ops.cast(threshold, dtype)))
-    relevant = ops.logical_and(relevant, ops.greater(scores, sops.MINUS_INF))
+    relevant = ops.logical_and(relevant, ops.greater(scores, _ops.MINUS_INF))
     found = ops.logical_and(ops.take_along_axis(relevant, top_idx, axis=1), valid)
     gains = ops.where(found, ops.take_along_axis(y, top_idx, axis=1), 0.0)
     num_relevant = ops.sum(ops.cast(relevant, dtype), axis=1)
 
     def ideal_dcg(gain_name: str, k: int) -> Any:
-        g = ops.where(relevant, _gain(y, gain_name), sops.MINUS_INF)
+        g = ops.where(relevant, _gain(y, gain_name), _ops.MINUS_INF)
         best, _ = B.top_k(g, k)
         disc = _discounts(ops.shape(best)[1], dtype)
-        return ops.sum(ops.where(ops.greater(best, sops.MINUS_INF), best * disc, 0.0), axis=1)
+        return ops.sum(ops.where(ops.greater(best, _ops.MINUS_INF), best * disc, 0.0), axis=1)
 
     return ops.cast(found, dtype), gains, num_relevant, ideal_dcg
 
@@ -160,20 +171,20 @@ def rank(
     true_shape = B.sparse_shape(y_true) if sparse_truth else ops.shape(y_true)
     _validation.check_target_shape(true_shape, ops.shape(scores), where)
     if sparse_truth:
-        truth = sops.entries(y_true, scores.dtype)
-        scores = sops.mask_marked(scores, truth)
+        truth = _ops.entries(y_true, scores.dtype)
+        scores = _ops.mask_marked(scores, truth)
     else:
         truth = ops.cast(ops.convert_to_tensor(y_true), scores.dtype)
-        scores = ops.where(ops.equal(truth, sops.MINUS_INF), sops.MINUS_INF, scores)
+        scores = ops.where(ops.equal(truth, _ops.MINUS_INF), _ops.MINUS_INF, scores)
     if exclude is not None and (extra is None or not sparse_truth or not B.is_sparse(exclude)):
-        scores, exclude = sops.mask_scores(scores, exclude), None
-    scores = sops.candidate_scores(scores)
+        scores, exclude = _ops.mask_scores(scores, exclude), None
+    scores = _ops.candidate_scores(scores)
     if exclude is not None:
-        _, top_idx, valid = sops.top_k_excluding_candidates(scores, exclude, k, extra)
+        _, top_idx, valid = _ops.top_k_excluding_candidates(scores, exclude, k, extra)
     else:
-        _, top_idx, valid = sops.top_k_of_candidates(scores, k)
+        _, top_idx, valid = _ops.top_k_of_candidates(scores, k)
     if sparse_truth:
-        candidate = ops.greater(sops.gather_entries(scores, truth.indices), sops.MINUS_INF)
+        candidate = ops.greater(_ops.gather_entries(scores, truth.indices), _ops.MINUS_INF)
         shape = (ops.shape(scores)[0], ops.shape(scores)[1])
         parts = _sparse_relevance(
             truth, candidate, shape, relevance_threshold, exclude, top_idx, valid
@@ -203,16 +214,16 @@ def rank_blocks(
     candidacy from their own scores.
     """
     dtype = h.dtype
-    truth = sops.entries(y_true, dtype)
-    masks = [(truth.indices, sops.excluded_marks(truth))]
+    truth = _ops.entries(y_true, dtype)
+    masks = [(truth.indices, _ops.excluded_marks(truth))]
     if exclude is not None:
         masks.append(_item_blocks.exclusion_mask(exclude))
     _, top_idx, valid = _item_blocks.top_k(h, kernel, bias, k, block, activation, masks)
     entry = _item_blocks.entry_scores(h, kernel, bias, truth.rows, truth.cols, dtype)
     if activation is not None:
         entry = activation(entry)
-    candidate = ops.greater(sops.candidate_scores(entry), sops.MINUS_INF)
-    candidate = ops.logical_and(candidate, ops.logical_not(sops.excluded_marks(truth)))
+    candidate = ops.greater(_ops.candidate_scores(entry), _ops.MINUS_INF)
+    candidate = ops.logical_and(candidate, ops.logical_not(_ops.excluded_marks(truth)))
     shape = (ops.shape(h)[0], ops.shape(kernel)[0])
     parts = _sparse_relevance(truth, candidate, shape, relevance_threshold, exclude, top_idx, valid)
     return Ranked(*parts)

@@ -3,7 +3,7 @@
 This module is deliberately light: it imports neither Keras nor a backend,
 so `--help` and `--version` print at once and a bad path is refused in well
 under a second, before anything is trained. The work itself lives in
-`keras_sparse.cli`, imported only after every check has passed (and after
+`keras_sparse_cli._work`, imported only after every check has passed (and after
 `--backend` has set `KERAS_BACKEND`).
 """
 
@@ -248,11 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         args.verbose = 1 if sys.stdout.isatty() else 0  # Keras's progress bar on a terminal
     try:
         with _native_stderr_silenced(not args.debug):
-            from keras_sparse import cli
+            from keras_sparse_cli import _work
 
             if not args.debug:  # TensorFlow's Python warnings (retracing notes, ...)
                 logging.getLogger("tensorflow").setLevel(logging.ERROR)
-            cli.run(args)
+            _work.run(args)
     except KeyboardInterrupt:
         print("keras-sparse: interrupted; no partly written file was left", file=sys.stderr)
         return 130

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 
 import keras_sparse as ks
 import keras_sparse_cli
-from keras_sparse import cli
 from keras_sparse.interactions import align, load_interactions
+from keras_sparse_cli import _work as cli
 
 ENTRY = (
     [shutil.which("keras-sparse")]

@@ -252,7 +252,7 @@ def test_invalid_arguments_name_the_argument(name, kwargs, error, argument):
 
 
 def test_top_k_to_csr_config_and_arguments():
-    converter = ks.outputs.TopKToCSR(4, values="ranks", min_score=0.5)
+    converter = ks.topk.TopKToCSR(4, values="ranks", min_score=0.5)
     assert type(converter)(**converter.get_config()).get_config() == converter.get_config()
     with pytest.raises(ValueError, match="`k`"):
-        ks.outputs.TopKToCSR(0)
+        ks.topk.TopKToCSR(0)

@@ -34,6 +34,20 @@ def _reference_top_k(scores, k, exclude):
     return out
 
 
+def _reference_precision_recall(ranked, y, exclude, k):
+    """Mean precision@k and recall@k over rows with relevant items (DEFINITIONS.md)."""
+    truth, excluded = y.toarray() > 0, exclude.toarray() != 0
+    precision, recall = [], []
+    for u, items in enumerate(ranked):
+        relevant = set(np.flatnonzero(truth[u] & ~excluded[u]).tolist())
+        if not relevant:
+            continue  # rows without relevant items are skipped
+        hits = len(relevant.intersection(items))
+        precision.append(hits / k)
+        recall.append(hits / len(relevant))
+    return [np.mean(precision) if precision else 0.0, np.mean(recall) if recall else 0.0]
+
+
 def test_random_fits_predictions_and_top_k_in_one_process():
     rng = np.random.default_rng(int(os.environ.get("KERAS_SPARSE_STRESS_SEED", "2026")))
     for trial in range(int(os.environ.get("KERAS_SPARSE_STRESS_TRIALS", "10"))):
@@ -45,7 +59,7 @@ def test_random_fits_predictions_and_top_k_in_one_process():
         y = sp.random(rows, n_out, density=0.1, format="csr", random_state=99 + trial)
         keras.utils.set_random_seed(trial)
         inp = keras.Input((n_in,), sparse=True)
-        hidden = ks.layers.SparseDenseInput(int(rng.integers(1, 16)), combiner="mean")(inp)
+        hidden = ks.layers.SparseDenseInput(int(rng.integers(1, 16)), combiner="sum")(inp)
         model = keras.Model(inp, keras.layers.Dense(n_out)(hidden))
         model.compile(
             optimizer=str(rng.choice(["lazy_adam", "adam", "sgd"])),
@@ -59,7 +73,9 @@ def test_random_fits_predictions_and_top_k_in_one_process():
             history = model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0)
         assert all(np.isfinite(v).all() for v in history.history.values()), trial
         scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-        assert scores.shape == (rows, n_out) and np.isfinite(scores).all()
+        table, (kernel, bias) = model.layers[1].get_weights()[0], model.layers[2].get_weights()
+        reference = np.asarray(x.toarray(), np.float64) @ table @ kernel + bias  # NumPy forward
+        np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-4, err_msg=str(trial))
         k = int(rng.integers(1, n_out + 3))
         exclude = sp.random(rows, n_out, density=0.2, format="csr", random_state=7 * trial)
         recs = ks.predict_top_k(model, x, k=k, exclude=exclude, batch_size=batch_size, verbose=0)
@@ -68,7 +84,15 @@ def test_random_fits_predictions_and_top_k_in_one_process():
         # Scores within float rounding of each other may swap; compare the score lists.
         for u in range(rows):
             np.testing.assert_allclose(scores[u, got[u]], scores[u, want[u]], rtol=1e-5, atol=1e-6)
-        result = ks.evaluate_top_k(model, x, y, k=(1, k), exclude=exclude, verbose=0)
-        assert all(0.0 <= v <= 1.0 for v in result.values()), result
+        result = ks.evaluate_top_k(
+            model, x, y, k=k, exclude=exclude, metrics=("precision", "recall"), verbose=0
+        )
+        np.testing.assert_allclose(
+            [result[f"precision@{k}"], result[f"recall@{k}"]],
+            _reference_precision_recall(want, y, exclude, k),
+            rtol=1e-6,
+            atol=1e-6,
+            err_msg=str(trial),
+        )
         del model, history
         gc.collect()

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import keras_sparse as ks
-from keras_sparse.datasets import split_holdout
+from keras_sparse.interactions import split_holdout
 
 
 @keras.saving.register_keras_serializable(package="recipes")

@@ -3,7 +3,11 @@
 The backend file is picked by `keras.backend.backend()`, as Keras picks its
 own. Everything outside this package uses `keras.ops`, NumPy and the names
 below, so adding a backend means adding one file here, named like the Keras
-backend, that defines them (and its name in `SUPPORTED`).
+backend, that defines them, and its import below.
+
+This package is a leaf: it imports Keras, NumPy and the backend's own
+library, never the rest of keras_sparse, and importing it changes nothing in
+Keras (the changes are made by `keras_sparse._compat`).
 
 Each backend file defines the names in `API` below:
 
@@ -14,10 +18,13 @@ Each backend file defines the names in `API` below:
   with a validity mask), `make_sparse`, `with_values`;
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
-- `top_k` (ties to the lower index), `stable_argsort`, `replace_nan`,
+- `top_k` (ties to the lower index), `stable_argsort`, `searchsorted`, `replace_nan`,
   `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`, `sparse_shape`;
 - item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs) and
   `dense_gradient`;
+- Keras's batches and steps: `host_sparse_from_coo` (a SciPy batch as Keras's
+  data adapters hand it over) and `train_step` (runs Keras's step; row-sparse
+  `LazyAdam` updates where the backend's gradients are dense);
 - the lazy optimizer hooks `is_sparse_gradient`,
   `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
 - multi-device runs: `place_batch` (a batch of our own loops, split across the
@@ -26,8 +33,6 @@ Each backend file defines the names in `API` below:
 """
 
 from __future__ import annotations
-
-import importlib
 
 import keras
 
@@ -51,6 +56,7 @@ API = (
     "dense_gradient",
     "gather_entries",
     "gather_rows",
+    "host_sparse_from_coo",
     "is_dense_tensor",
     "is_sparse",
     "is_sparse_gradient",
@@ -63,6 +69,7 @@ API = (
     "replace_nan",
     "replica_sum",
     "scatter_set",
+    "searchsorted",
     "sparse_dense_matmul",
     "sparse_from_coo",
     "sparse_num_rows",
@@ -70,13 +77,79 @@ API = (
     "sparse_to_coo",
     "stable_argsort",
     "top_k",
+    "train_step",
     "with_values",
 )
-_module = importlib.import_module(f"keras_sparse.backend.{_name}")
-_missing = [name for name in API if not hasattr(_module, name)]
-if _missing:  # pragma: no cover - a backend file under construction
-    raise ImportError(f"keras_sparse.backend.{_name} does not define {_missing}.")
-globals().update({name: getattr(_module, name) for name in API})
+if _name == "tensorflow":
+    from keras_sparse.backend.tensorflow import (  # noqa: F401 - the backend API
+        INDEX_DTYPE,
+        NAME,
+        SUPPORTS_JIT,
+        check_distribution,
+        compile_fn,
+        coo,
+        dense_gradient,
+        gather_entries,
+        gather_rows,
+        host_sparse_from_coo,
+        is_dense_tensor,
+        is_sparse,
+        is_sparse_gradient,
+        lazy_adam_update,
+        loop_rows,
+        make_sparse,
+        mark_row_sparse,
+        note_dense_read,
+        place_batch,
+        replace_nan,
+        replica_sum,
+        scatter_set,
+        searchsorted,
+        sparse_dense_matmul,
+        sparse_from_coo,
+        sparse_num_rows,
+        sparse_shape,
+        sparse_to_coo,
+        stable_argsort,
+        top_k,
+        train_step,
+        with_values,
+    )
+else:
+    from keras_sparse.backend.jax import (  # noqa: F401 - the backend API
+        INDEX_DTYPE,
+        NAME,
+        SUPPORTS_JIT,
+        check_distribution,
+        compile_fn,
+        coo,
+        dense_gradient,
+        gather_entries,
+        gather_rows,
+        host_sparse_from_coo,
+        is_dense_tensor,
+        is_sparse,
+        is_sparse_gradient,
+        lazy_adam_update,
+        loop_rows,
+        make_sparse,
+        mark_row_sparse,
+        note_dense_read,
+        place_batch,
+        replace_nan,
+        replica_sum,
+        scatter_set,
+        searchsorted,
+        sparse_dense_matmul,
+        sparse_from_coo,
+        sparse_num_rows,
+        sparse_shape,
+        sparse_to_coo,
+        stable_argsort,
+        top_k,
+        train_step,
+        with_values,
+    )
 
 
 def require_tensorflow(feature: str, instead: str) -> None:

@@ -27,30 +27,16 @@ of a batch stay aligned.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import re
-import warnings
 from typing import Any
 
 import jax
+import keras
 import numpy as np
 from jax.experimental import sparse as jsparse
 from jax.sharding import NamedSharding, PartitionSpec
 
-_ORIGINAL = "_keras_sparse_original"
-
-
-def _replace_once(owner: Any, name: str, wrap: Any) -> bool:
-    """Replace `owner.name` by `wrap(original)`, once; False (changing nothing) if it is missing."""
-    original = getattr(owner, name, None)
-    if original is None:  # pragma: no cover - a Keras version we do not know
-        return False
-    if getattr(original, _ORIGINAL, None) is None:
-        replacement = functools.wraps(original)(wrap(original))
-        setattr(replacement, _ORIGINAL, original)
-        setattr(owner, name, replacement)
-    return True
+from keras_sparse.backend import _jax_bcoo
 
 
 def _axis_size(mesh: Any, axis: Any) -> int:
@@ -60,9 +46,7 @@ def _axis_size(mesh: Any, axis: Any) -> int:
 
 def _host_entries(x: Any) -> tuple[np.ndarray, np.ndarray]:
     """Stored entries of a `BCOO` on the host, row-major, duplicates summed, padding dropped."""
-    from keras_sparse.backend import jax as jax_backend
-
-    indices, values, shape = jax_backend.sparse_to_coo(x)
+    indices, values, shape = _jax_bcoo.sparse_to_coo(x)
     if x.unique_indices and x.indices_sorted:
         return indices, values
     flat = np.ravel_multi_index(tuple(indices.T), shape) if indices.size else np.zeros(0, int)
@@ -74,13 +58,11 @@ def _host_entries(x: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _agreed_size(largest: int) -> int:
     """The padded entries per shard: the same on every process."""
-    from keras_sparse.backend import jax as jax_backend
-
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         largest = int(np.max(multihost_utils.process_allgather(np.int64(largest))))
-    return jax_backend.bucket_size(largest)
+    return _jax_bcoo.bucket_size(largest)
 
 
 def shard_sparse(x: Any, sharding: Any) -> Any:
@@ -166,153 +148,10 @@ def distribute(data: Any, distribution: Any) -> Any:
     )
 
 
-def _has_sparse(data: Any) -> bool:
+def has_sparse(data: Any) -> bool:
+    """Whether any leaf of `data` is a `BCOO`."""
     leaves = jax.tree_util.tree_leaves(data, is_leaf=lambda v: isinstance(v, jsparse.BCOO))
     return any(isinstance(leaf, jsparse.BCOO) for leaf in leaves)
-
-
-def _exit_on_uncaught(hook: Any) -> Any:
-    """An exception hook that reports the error, then ends the process at once.
-
-    A plain exit runs JAX's shutdown barrier, where the failed process waits
-    for peers that are themselves blocked in a collective waiting for it: both
-    hang until the barrier times out. Leaving with `os._exit` skips the barrier;
-    the peers then miss its heartbeat and end with an error.
-    """
-
-    @functools.wraps(hook)
-    def report_and_exit(*args: Any) -> None:
-        import os
-        import sys
-
-        try:
-            hook(*args)
-            print(
-                f"keras_sparse: process {jax.process_index()} failed; exiting so that the "
-                "other processes stop too (they end once its heartbeat is missed).",
-                file=sys.stderr,
-            )
-            sys.stderr.flush()
-            sys.stdout.flush()
-        finally:
-            os._exit(1)
-
-    return report_and_exit
-
-
-def initialize(
-    coordinator_address: str,
-    num_processes: int,
-    process_id: int,
-    heartbeat_timeout_seconds: int,
-    shutdown_timeout_seconds: int,
-    exit_on_error: bool,
-) -> None:
-    """Start `jax.distributed` with timeouts that turn a lost process into an error."""
-    import sys
-    import threading
-
-    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
-
-    timeouts = {
-        "heartbeat_timeout_seconds": heartbeat_timeout_seconds,
-        "shutdown_timeout_seconds": shutdown_timeout_seconds,
-    }
-    accepted = inspect.signature(jax.distributed.initialize).parameters
-    missing = [name for name in timeouts if name not in accepted]
-    if missing:  # an older JAX: its own timeouts apply
-        warnings.warn(
-            f"JAX {jax.__version__} does not take {missing} in jax.distributed.initialize, so "
-            "its defaults apply: after a process fails the others may wait minutes before "
-            "they end. Upgrade JAX (pip install -U jax) to stop them sooner.",
-            stacklevel=3,
-        )
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-        **{name: value for name, value in timeouts.items() if name in accepted},
-    )
-    if hasattr(jax_distribution_lib, "initialize_rng"):
-        jax_distribution_lib.initialize_rng()  # one seed on every process, as Keras does
-    if exit_on_error:
-        sys.excepthook = _exit_on_uncaught(sys.excepthook)
-        original = threading.excepthook
-        threading.excepthook = _exit_on_uncaught(lambda a: original(a))
-
-
-def process_shard(dataset: Any) -> Any:
-    """Return this process's rows of every global batch of a `SparseDataset`.
-
-    `dataset.batch_size` is the global batch size; each of the `P` processes
-    yields `batch_size // P` rows per batch, every `P`-th row from its index,
-    so the global batches hold the same rows as one process's would.
-    """
-    count, index = jax.process_count(), jax.process_index()
-    if count == 1 or dataset.sharded:
-        return dataset
-    if dataset.batch_size % count:
-        raise ValueError(
-            f"`batch_size` {dataset.batch_size} of the SparseDataset is the global batch size "
-            f"and must be a multiple of the {count} processes (jax.process_count()); pass "
-            f"batch_size={-(-dataset.batch_size // count) * count}."
-        )
-    return dataset.shard(count, index, batch_size=dataset.batch_size // count)
-
-
-def _multi_process(distribution: Any) -> bool:
-    return (
-        distribution is not None
-        and getattr(distribution, "_is_multi_process", False)
-        and getattr(distribution, "auto_shard_dataset", False)
-    )
-
-
-def install_data_adapter_hook() -> bool:
-    """Let `fit` / `evaluate` / `predict` take SciPy data and `SparseDataset`s across processes.
-
-    Keras refuses anything but a `tf.data.Dataset` under a multi-process
-    distribution with `auto_shard_dataset` (its default). A `SparseDataset`
-    shards itself instead (`process_shard`), and SciPy or NumPy inputs are
-    wrapped in one with the `fit` arguments. Every other input, and every
-    single-process run, takes Keras's path unchanged. Idempotent; returns
-    False on a Keras whose data adapters differ.
-    """
-    try:
-        from keras.src.distribution import distribution_lib
-        from keras.src.trainers import data_adapters
-        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-
-    def wrap(original: Any) -> Any:
-        def get_data_adapter(
-            x: Any, y: Any = None, sample_weight: Any = None, **kwargs: Any
-        ) -> Any:
-            import scipy.sparse as sp
-
-            from keras_sparse.data import SparseDataset
-
-            if not _multi_process(distribution_lib.distribution()):
-                return original(x, y, sample_weight, **kwargs)
-            shuffle = bool(kwargs.get("shuffle"))
-            if not isinstance(x, SparseDataset):
-                leaves = jax.tree_util.tree_leaves(x, is_leaf=sp.issparse)
-                arrays = all(sp.issparse(v) or isinstance(v, np.ndarray) for v in leaves)
-                if not leaves or not arrays:
-                    return original(x, y, sample_weight, **kwargs)
-                # Rows shuffle inside each process's shard; batches then go in order.
-                batch_size = kwargs.get("batch_size") or 32
-                x = SparseDataset(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
-                shuffle = False
-            # As Keras does for any PyDataset: `fit(shuffle=True)` shuffles the batch order.
-            return PyDatasetAdapter(
-                process_shard(x), class_weight=kwargs.get("class_weight"), shuffle=shuffle
-            )
-
-        return get_data_adapter
-
-    return _replace_once(data_adapters, "get_data_adapter", wrap)
 
 
 def place_batch(data: Any) -> Any:
@@ -321,9 +160,7 @@ def place_batch(data: Any) -> Any:
     For loops of our own (`predict_top_k`, `evaluate_top_k`) whose last batch
     may be partial: such a batch runs unsplit, under the variables' layout.
     """
-    from keras.src.distribution import distribution_lib
-
-    distribution = distribution_lib.distribution()
+    distribution = keras.distribution.distribution()
     if distribution is None:
         return data
     if getattr(distribution, "_is_multi_process", False):
@@ -360,9 +197,7 @@ def check_model(model: Any) -> None:
             was set (they live on other devices), or a `ModelParallel`
             layout map has a key that matches none of the model's variables.
     """
-    from keras.src.distribution import distribution_lib
-
-    distribution = distribution_lib.distribution()
+    distribution = keras.distribution.distribution()
     if distribution is None:
         return
     mesh_devices = set(distribution.device_mesh.backend_mesh.devices.flat)
@@ -393,39 +228,3 @@ def check_model(model: Any) -> None:
             "'embed', use layout_map['.*embed/kernel'] = ('model', None). Fix the key or "
             "remove it."
         )
-
-
-def _checked(original: Any) -> Any:
-    def make_function(self: Any, *args: Any, **kwargs: Any) -> Any:
-        check_model(self)
-        return original(self, *args, **kwargs)
-
-    return make_function
-
-
-def install_trainer_hook() -> bool:
-    """Route Keras's JAX data distribution through `distribute` for batches holding a `BCOO`.
-
-    Batches without a sparse leaf, and runs without a distribution, take
-    Keras's own path unchanged. Keras's `make_train_function` (and test,
-    predict) first run `check_model`. Idempotent; returns False (changing
-    nothing) on a Keras whose JAX trainer has no `_distribute_data`.
-    """
-    try:
-        from keras.src.backend.jax import trainer
-        from keras.src.distribution import distribution_lib
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-    for name in ("make_train_function", "make_test_function", "make_predict_function"):
-        _replace_once(trainer.JAXTrainer, name, _checked)
-
-    def wrap(original: Any) -> Any:
-        def distribute_data(data: Any, layouts: Any = None) -> Any:
-            distribution = distribution_lib.distribution()
-            if distribution is None or not _has_sparse(data):
-                return original(data, layouts)
-            return distribute(data, distribution)
-
-        return distribute_data
-
-    return _replace_once(trainer, "_distribute_data", wrap)

@@ -10,8 +10,10 @@ interface and reuses Keras's optimizer machinery):
 
 1. `SparseDenseInput` marks its kernel as row-sparse (`mark_row_sparse`) and
    reads it only through `backend.gather_rows`.
-2. When the model's optimizer is `LazyAdam`, the JAX train step is replaced
-   (for that model only; every other model takes Keras's own step). A first,
+2. When the model's optimizer is `LazyAdam` (it says so by its class
+   attribute `row_sparse_updates`), `backend.train_step` runs this step
+   instead of Keras's (for that model only; every other model takes Keras's
+   own step, unchanged). A first,
    abstract pass (`jax.eval_shape`, at trace time only) records the shape of
    every gather from a marked table. The real pass adds a zero *probe* of that
    shape to each gathered block and differentiates with respect to the other
@@ -36,7 +38,6 @@ tie weights through the layer, or use `keras.optimizers.Adam`.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import warnings
 import weakref
@@ -44,9 +45,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import keras
 
 _LOCAL = threading.local()
 _MARK = "_keras_sparse_row_sparse"
+#: Class attribute of an optimizer whose `update_step` takes a `RowGradient` (`LazyAdam`).
+LAZY_ROWS = "row_sparse_updates"
 _WARNED: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -105,12 +109,32 @@ def _warn_once(model: Any, message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
+def _missing_trainer_parts(model: Any) -> list[str]:
+    """What the lazy step uses of Keras's JAX trainer and this Keras lacks."""
+    import inspect
+
+    missing = []
+    if "optimizer_variables" not in inspect.signature(model.compute_loss_and_updates).parameters:
+        missing.append("compute_loss_and_updates(optimizer_variables=...)")
+    if not hasattr(model, "_update_metrics_variables"):
+        missing.append("_update_metrics_variables")
+    return missing
+
+
 def _tables(model: Any) -> list[int]:
     """Indices of the row-sparse tables among the model's trainable variables, if lazy."""
-    from keras_sparse.optimizers import LazyAdam
-
     optimizer = getattr(model, "optimizer", None)
-    if not isinstance(optimizer, LazyAdam):
+    if not getattr(optimizer, LAZY_ROWS, False):
+        return []
+    missing = _missing_trainer_parts(model)
+    if missing:
+        _warn_once(
+            model,
+            f"LazyAdam updates whole tables on JAX with Keras {keras.version()}: its JAX "
+            f"trainer lacks {missing}, which the lazy step needs. Training is correct but "
+            "each step costs as much as the table; Keras 3.10-3.15 are tested "
+            "(pip install -U keras).",
+        )
         return []
     tables = [i for i, v in enumerate(model.trainable_variables) if getattr(v, _MARK, False)]
     if not tables:
@@ -174,15 +198,13 @@ def _record(model: Any, trainable: list, table_indices: list, rest_args: tuple) 
     return recorded[0]
 
 
-def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
-    """Keras's JAX `train_step`, with row-sparse gradients for `LazyAdam` tables."""
-    from keras.src.trainers.data_adapters import data_adapter_utils
-
+def lazy_train_step(model: Any, step: Any, state: Any, data: Any) -> Any:
+    """Keras's JAX `train_step` (`step`, bound), with row-sparse gradients for `LazyAdam` tables."""
     table_indices = _tables(model)
     if not table_indices:
-        return original(model, state, data)
+        return step(state, data)
     trainable, non_trainable, optimizer_vars, metrics_vars = state
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     variables = model.trainable_variables
     context = _record(
         model,
@@ -204,7 +226,7 @@ def lazy_train_step(model: Any, original: Any, state: Any, data: Any) -> Any:
     if dense:  # those tables take dense gradients; the others stay lazy
         table_indices = [i for i in table_indices if i not in dense]
         if not table_indices:
-            return original(model, state, data)
+            return step(state, data)
         context = _record(
             model,
             trainable,
@@ -295,30 +317,3 @@ def lazy_adam_update(optimizer: Any, gradient: RowGradient, variable: Any, learn
         set_rows(v_hat, v_rows)
     step = m_rows * alpha / (jnp.sqrt(v_rows) + optimizer.epsilon)
     optimizer.assign(variable, variable.value.at[unique].add(-step, mode="drop", **hints))
-
-
-def install_trainer_hook() -> bool:
-    """Route Keras's JAX `train_step` through `lazy_train_step` (idempotent).
-
-    Models without a `LazyAdam` table run Keras's own step unchanged. Returns
-    False, changing nothing, on a Keras whose JAX trainer differs from the one
-    this was written against.
-    """
-    try:
-        from keras.src.backend.jax.trainer import JAXTrainer
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-    original = JAXTrainer.train_step
-    if getattr(original, "_keras_sparse_original", None) is not None:
-        return True
-    params = inspect.signature(JAXTrainer.compute_loss_and_updates).parameters
-    if "optimizer_variables" not in params or not hasattr(JAXTrainer, "_update_metrics_variables"):
-        return False  # pragma: no cover - a Keras version we do not know
-
-    def train_step(self: Any, state: Any, data: Any) -> Any:
-        return lazy_train_step(self, original, state, data)
-
-    train_step._keras_sparse_original = original
-    train_step.__doc__ = original.__doc__
-    JAXTrainer.train_step = train_step
-    return True

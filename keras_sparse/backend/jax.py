@@ -27,16 +27,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse as jsparse
 
+from keras_sparse.backend import _jax_distribution, _jax_lazy
+from keras_sparse.backend._jax_bcoo import (  # noqa: F401 - part of this backend's API
+    MIN_BUCKET,
+    _layout,
+    bucket_size,
+    sparse_from_coo,
+    sparse_to_coo,
+)
+
 NAME = "jax"
 INDEX_DTYPE = "int32"
 # Every JAX step is compiled: layers must not turn jit off.
 SUPPORTS_JIT = True
-MIN_BUCKET = 16
-
-
-def bucket_size(nnz: int) -> int:
-    """Padded entry count of a batch with `nnz` stored entries: a power of two >= 16."""
-    return max(MIN_BUCKET, 1 << max(0, int(nnz) - 1).bit_length())
 
 
 def is_sparse(x: Any) -> bool:
@@ -47,44 +50,6 @@ def is_sparse(x: Any) -> bool:
 def is_dense_tensor(x: Any) -> bool:
     """Return True for a dense JAX array (concrete or traced)."""
     return isinstance(x, jax.Array)
-
-
-def sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> Any:
-    """Build a padded `BCOO` from canonical host arrays.
-
-    The entry count is rounded up to `bucket_size(nnz)`; padding slots sit at
-    the out-of-range index `shape` with value 0.
-    """
-    nnz = indices.shape[0]
-    size = bucket_size(nnz)
-    rank = len(shape)
-    idx = np.empty((size, rank), dtype=np.int32)
-    idx[:nnz] = indices
-    idx[nnz:] = np.asarray(shape, dtype=np.int32)
-    data = np.zeros(size, dtype=values.dtype)
-    data[:nnz] = values
-    return jsparse.BCOO(
-        (jnp.asarray(data), jnp.asarray(idx)),
-        shape=tuple(int(d) for d in shape),
-        indices_sorted=True,
-        unique_indices=True,
-    )
-
-
-def _layout(x: Any) -> Any:
-    if x.n_batch or x.n_dense:
-        return jsparse.bcoo_update_layout(x, n_batch=0, n_dense=0)
-    return x
-
-
-def sparse_to_coo(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Host `(indices, values, shape)` of a `BCOO`, padding slots removed."""
-    x = _layout(x)
-    indices = np.asarray(x.indices).astype(np.int64)
-    values = np.asarray(x.data)
-    shape = tuple(int(d) for d in x.shape)
-    keep = np.all((indices >= 0) & (indices < np.asarray(shape)), axis=1)
-    return indices[keep], values[keep], shape
 
 
 def sparse_num_rows(x: Any) -> int:
@@ -187,8 +152,6 @@ def gather_rows(variable: Any, rows: Any) -> Any:
     gathered rows of a lazily updated table carry the gradient instead of the
     table itself.
     """
-    from keras_sparse.backend import _jax_lazy
-
     picked = _gather(_raw(variable), rows)
     return _jax_lazy.track_gather(variable, rows, picked)
 
@@ -228,8 +191,6 @@ def place_batch(data: Any) -> Any:
     Without a distribution, or when its rows do not split evenly (a last
     partial batch), the batch is returned as it is.
     """
-    from keras_sparse.backend import _jax_distribution
-
     return _jax_distribution.place_batch(data)
 
 
@@ -238,8 +199,6 @@ def check_distribution(model: Any) -> None:
 
     See `_jax_distribution.check_model`.
     """
-    from keras_sparse.backend import _jax_distribution
-
     _jax_distribution.check_model(model)
 
 
@@ -317,22 +276,16 @@ def dense_gradient(gradient: Any) -> Any:
 
 def is_sparse_gradient(gradient: Any) -> bool:
     """Whether an optimizer received a row gradient from the lazy training step."""
-    from keras_sparse.backend import _jax_lazy
-
     return isinstance(gradient, _jax_lazy.RowGradient)
 
 
 def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
     """Adam's update at the rows of a row gradient only (see `_jax_lazy`)."""
-    from keras_sparse.backend import _jax_lazy
-
     _jax_lazy.lazy_adam_update(optimizer, gradient, variable, learning_rate)
 
 
 def mark_row_sparse(variable: Any) -> None:
     """Mark a table that `LazyAdam` may update row by row (see `_jax_lazy`)."""
-    from keras_sparse.backend import _jax_lazy
-
     _jax_lazy.mark_row_sparse(variable)
 
 
@@ -342,50 +295,20 @@ def note_dense_read(variable: Any, expected: bool = False) -> None:
     `expected=True` (a read the layer documents, e.g. an exact softmax) makes
     the table's update dense without a warning.
     """
-    from keras_sparse.backend import _jax_lazy
-
     _jax_lazy.note_dense_read(variable, expected)
 
 
-def _padded_from_scipy(x: Any) -> Any:
-    """A SciPy batch as a canonical padded `BCOO` on the host CPU (Keras's batches are)."""
-    from keras_sparse.convert import coo_parts
-
-    indices, values, shape = coo_parts(x, "x")
+def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
+    """`sparse_from_coo` on the host CPU, as Keras's data adapters build their batches."""
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
         return sparse_from_coo(indices, values, shape)
 
 
-def install_keras_hook() -> bool:
-    """Make Keras's own SciPy -> JAX batch conversion pad to entry-count buckets.
-
-    `model.fit(csr)`, `evaluate(csr)` and `predict(csr)` (and any `PyDataset`
-    that yields SciPy batches) go through one Keras function,
-    `data_adapter_utils.scipy_sparse_to_jax_sparse`, which builds a `BCOO`
-    with the batch's exact entry count, so every batch compiles a new step.
-    This replaces that one function with the bucketed conversion above. It is
-    idempotent and returns False (changing nothing) if the Keras version has
-    no such function.
-    """
-    try:
-        from keras.src.trainers.data_adapters import data_adapter_utils
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-    current = getattr(data_adapter_utils, "scipy_sparse_to_jax_sparse", None)
-    if current is None:  # pragma: no cover - a Keras layout we do not know
-        return False
-    if current is not _padded_from_scipy:
-        data_adapter_utils.scipy_sparse_to_jax_sparse = _padded_from_scipy
-    return True
+def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
+    """Insertion points of `values` in the 1-D `sorted_sequence` (int32)."""
+    return jnp.searchsorted(sorted_sequence, values, side=side).astype(jnp.int32)
 
 
-def _install_hooks() -> None:
-    from keras_sparse.backend import _jax_distribution, _jax_lazy
-
-    install_keras_hook()
-    _jax_lazy.install_trainer_hook()
-    _jax_distribution.install_trainer_hook()
-    _jax_distribution.install_data_adapter_hook()
-
-
-_install_hooks()
+def train_step(model: Any, step: Callable, args: tuple) -> Any:
+    """Run Keras's train step, with row-sparse `LazyAdam` updates (see `_jax_lazy`)."""
+    return _jax_lazy.lazy_train_step(model, step, *args)

@@ -312,33 +312,20 @@ def note_dense_read(variable: Any, expected: bool = False) -> None:
     """Nothing to note: a dense read gives a dense gradient on TensorFlow."""
 
 
-def _canonical_from_scipy(x: Any) -> tf.SparseTensor:
-    """A SciPy matrix (any format) as a canonical `tf.SparseTensor`, as Keras needs."""
-    from keras_sparse.convert import coo_parts
-
-    indices, values, shape = coo_parts(x, "x")
+def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
+    """`sparse_from_coo` for a batch that Keras's data adapters build (TensorFlow places it)."""
     return sparse_from_coo(indices, values, shape)
 
 
-def install_keras_hook() -> bool:
-    """Make Keras's own SciPy -> `tf.SparseTensor` conversion canonical.
+def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
+    """Insertion points of `values` in the 1-D `sorted_sequence` (int32).
 
-    `model.fit(coo)` (and `evaluate`/`predict`) go through one Keras function,
-    `data_adapter_utils.scipy_sparse_to_tf_sparse`, which keeps a COO
-    matrix's entry order; Keras's batch slicing then fails on an unsorted or
-    duplicated COO ("Arguments to from_value_rowids do not form a valid
-    RowPartition"). This replaces that one function with a canonical
-    conversion (row-major, duplicates summed). Idempotent; returns False
-    (changing nothing) if this Keras has no such function.
+    `keras.ops.searchsorted` on Keras 3.10 calls `len()` on its input and so
+    fails inside a `tf.function` on a tensor of unknown length.
     """
-    try:
-        from keras.src.trainers.data_adapters import data_adapter_utils
-    except ImportError:  # pragma: no cover - a Keras layout we do not know
-        return False
-    if getattr(data_adapter_utils, "scipy_sparse_to_tf_sparse", None) is None:
-        return False  # pragma: no cover - a Keras layout we do not know
-    data_adapter_utils.scipy_sparse_to_tf_sparse = _canonical_from_scipy
-    return True
+    return tf.searchsorted(sorted_sequence, values, side=side, out_type=tf.int32)
 
 
-install_keras_hook()
+def train_step(model: Any, step: Callable, args: tuple) -> Any:
+    """Run Keras's train step: TensorFlow's gradients of gathered rows are already sparse."""
+    return step(*args)

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from keras_sparse import ops as sops
+from keras_sparse import _ops
 from keras_sparse._registry import register
 
 
@@ -49,7 +49,7 @@ class ExcludeSeen(keras.layers.Layer):
         scores, seen = inputs
         if training:
             return scores
-        return sops.mask_scores(scores, seen)
+        return _ops.mask_scores(scores, seen)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return tuple(input_shape[0])

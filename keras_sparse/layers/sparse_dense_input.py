@@ -7,9 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_sparse import _validation
+from keras_sparse import _ops, _validation
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 COMBINERS = ("sum", "mean", "sqrtn")
@@ -125,11 +124,11 @@ class SparseDenseInput(keras.layers.Layer):
         weights = ops.cast(values, self.compute_dtype)  # 0 at padding slots
         picked = ops.cast(B.gather_rows(self.kernel, cols), self.compute_dtype)
         batch = B.sparse_num_rows(inputs)
-        out = sops.row_sum(picked * weights[:, None], rows, batch)
+        out = _ops.row_sum(picked * weights[:, None], rows, batch)
         if self.combiner == "mean":
-            out = ops.divide_no_nan(out, sops.row_sum(weights, rows, batch)[:, None])
+            out = ops.divide_no_nan(out, _ops.row_sum(weights, rows, batch)[:, None])
         elif self.combiner == "sqrtn":
-            norm = ops.sqrt(sops.row_sum(ops.square(weights), rows, batch))
+            norm = ops.sqrt(_ops.row_sum(ops.square(weights), rows, batch))
             out = ops.divide_no_nan(out, norm[:, None])
         return out
 

@@ -8,9 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sparse import _item_blocks, _negatives, _output_targets, _validation
+from keras_sparse import _item_blocks, _negatives, _ops, _output_targets, _validation
 from keras_sparse import backend as B
-from keras_sparse import ops as sops
 from keras_sparse._registry import register
 
 SAMPLINGS = ("uniform", "counts")
@@ -211,7 +210,7 @@ class SparseDenseOutput(keras.layers.Layer):
                 "pointwise loss.",
             )
             return self._dense(h)
-        e = sops.entries(target, self.compute_dtype)
+        e = _ops.entries(target, self.compute_dtype)
         scores = _item_blocks.entry_scores(
             h, self.kernel, self.bias, e.rows, e.cols, self.compute_dtype
         )
@@ -291,16 +290,16 @@ class SparseDenseOutput(keras.layers.Layer):
             bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
         return _item_blocks.table_scores(h, picked, bias)
 
-    def _sampled_log_partition(self, h: Any, e: sops.Entries, scores: Any) -> Any:
+    def _sampled_log_partition(self, h: Any, e: _ops.Entries, scores: Any) -> Any:
         """Log of the sampled estimate of each row's partition (see the class docstring)."""
         items, log_expected = self._sample()
         neg = self._sampled_scores(h, items) - ops.cast(log_expected, h.dtype)[None, :]
         num_rows = ops.shape(h)[0]
         rows = ops.expand_dims(ops.arange(num_rows), 1)
-        keys = sops.linear_keys(e.rows, e.cols, self.units)
-        hit, _ = sops.lookup(sops.linear_keys(rows, items[None, :], self.units), keys, e.valid)
-        neg = ops.where(hit, ops.full_like(neg, sops.MINUS_INF), neg)
-        pos = scores if e.valid is None else ops.where(e.valid, scores, sops.MINUS_INF)
+        keys = _ops.linear_keys(e.rows, e.cols, self.units)
+        hit, _ = _ops.lookup(_ops.linear_keys(rows, items[None, :], self.units), keys, e.valid)
+        neg = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
+        pos = scores if e.valid is None else ops.where(e.valid, scores, _ops.MINUS_INF)
         top = ops.stop_gradient(
             ops.maximum(ops.max(neg, axis=1), ops.segment_max(pos, e.rows, num_rows))
         )
@@ -309,7 +308,7 @@ class SparseDenseOutput(keras.layers.Layer):
         total = pos_sum + ops.sum(ops.exp(neg - top[:, None]), axis=1)
         return top + ops.log(total)
 
-    def _dense_with_entry_gradient(self, h: Any, e: sops.Entries, scores: Any) -> Any:
+    def _dense_with_entry_gradient(self, h: Any, e: _ops.Entries, scores: Any) -> Any:
         """Forward: the dense scores. Backward: only through the target's entries."""
         kernel, bias = self._parts()
         # Read without a gradient: no dense table gradient.

@@ -6,8 +6,7 @@ from typing import Any
 
 import keras
 
-from keras_sparse import _validation
-from keras_sparse import ops as sops
+from keras_sparse import _ops, _validation
 from keras_sparse._registry import register
 
 
@@ -19,7 +18,7 @@ class TopK(keras.layers.Layer):
     row instead of one per item. Ties go to the lower item index; NaN scores
     are treated as -inf (ranked last). With fewer than k items the output has
     as many columns as there are items. Feed the pair to
-    `keras_sparse.outputs.TopKToCSR` (which drops -inf entries, e.g. items
+    `keras_sparse.topk.TopKToCSR` (which drops -inf entries, e.g. items
     masked by `ExcludeSeen`) to get a sparse matrix.
 
     Args:
@@ -40,7 +39,7 @@ class TopK(keras.layers.Layer):
         self.k = _validation.check_int(k, "k")
 
     def call(self, scores: Any) -> tuple[Any, Any]:
-        values, indices, _ = sops.top_k(scores, self.k)
+        values, indices, _ = _ops.top_k(scores, self.k)
         return values, indices
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

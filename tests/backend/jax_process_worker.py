@@ -32,7 +32,11 @@ def main(out_dir: str, process_id: int, num_processes: int, port: int, mode: str
 
     if num_processes > 1:
         ks.distribute.initialize(
-            f"localhost:{port}", num_processes, process_id, heartbeat_timeout_seconds=5
+            f"localhost:{port}",
+            num_processes,
+            process_id,
+            heartbeat_timeout_seconds=5,
+            exit_on_error=True,
         )
     import jax
     from jax.experimental import multihost_utils

@@ -47,7 +47,7 @@ def main():
     metrics = ks.evaluate_top_k(model, data, data, k=(5, 10), batch_size=50, verbose=0)
     names = ("precision", "recall", "ndcg", "map")
     assert set(metrics) == {f"{m}@{k}" for m in names for k in (5, 10)}
-    csr = ks.outputs.TopKToCSR(3)(model.predict(data, verbose=0), exclude=data)
+    csr = ks.topk.TopKToCSR(3)(model.predict(data, verbose=0), exclude=data)
     assert csr.shape == data.shape
     back = ks.to_scipy(ks.to_sparse(data))
     assert (back != data).nnz == 0

@@ -27,6 +27,7 @@ if B.NAME == "jax":
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from keras_sparse.backend import _jax_distribution
+    from keras_sparse.distribute import _jax as jax_distribute
 
     DEVICES = jax.device_count()
 else:  # pragma: no cover - collected on TensorFlow and skipped
@@ -306,23 +307,23 @@ def test_initialize_validates_its_arguments_before_starting_anything(kwargs, err
 @pytest.fixture
 def two_processes(monkeypatch):
     """This process posing as process 1 of 2 (only `process_shard` asks)."""
-    monkeypatch.setattr(_jax_distribution.jax, "process_count", lambda: 2)
-    monkeypatch.setattr(_jax_distribution.jax, "process_index", lambda: 1)
+    monkeypatch.setattr(jax_distribute.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax_distribute.jax, "process_index", lambda: 1)
 
 
 def test_process_shard_reads_this_processs_rows_of_every_global_batch(data, two_processes):
     x, y = data
-    shard = _jax_distribution.process_shard(SparseDataset(x, y, batch_size=16))
+    shard = jax_distribute.process_shard(SparseDataset(x, y, batch_size=16))
     assert shard.sharded and shard.batch_size == 8 and len(shard) == ROWS // 16
     np.testing.assert_array_equal(shard.batch_rows(0), np.arange(1, 16, 2))
     batch_x, batch_y = shard[1]
     np.testing.assert_allclose(ks.to_scipy(batch_y).toarray(), y[17:32:2].toarray())
-    assert _jax_distribution.process_shard(shard) is shard  # already a shard: as it is
+    assert jax_distribute.process_shard(shard) is shard  # already a shard: as it is
 
 
 def test_process_shard_refuses_a_global_batch_that_does_not_divide(data, two_processes):
     with pytest.raises(ValueError, match=r"`batch_size` 15 .* multiple of the 2 processes.*16"):
-        _jax_distribution.process_shard(SparseDataset(data[0], batch_size=15))
+        jax_distribute.process_shard(SparseDataset(data[0], batch_size=15))
 
 
 @needs_devices
@@ -367,13 +368,14 @@ def test_the_model_parallel_lazy_step_moves_no_table_sized_array(data, monkeypat
     from keras.src.backend.jax import trainer
 
     compiled = []
-    original_jit = trainer.jit
+    owner = trainer if hasattr(trainer, "jit") else trainer.jax  # Keras < 3.11: jax.jit
+    original_jit = owner.jit
 
     def recording_jit(fn, *args, **kwargs):
         compiled.append(original_jit(fn, *args, **kwargs))
         return compiled[-1]
 
-    monkeypatch.setattr(trainer, "jit", recording_jit)
+    monkeypatch.setattr(owner, "jit", recording_jit)
     features = 4096
     x = sp.random(64, features, density=0.01, format="csr", random_state=0, dtype=np.float32)
     y = np.random.default_rng(0).normal(size=(64, 1)).astype(np.float32)

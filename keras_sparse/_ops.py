@@ -96,7 +96,7 @@ def lookup(keys: Any, table: Any, table_valid: Any = None, table_values: Any = N
     sentinel = ops.convert_to_tensor(np.array([np.iinfo(dtype).max], dtype=dtype))
     sorted_table = ops.concatenate([ops.take(table, order), sentinel], axis=0)
     flat = ops.reshape(keys, [-1])
-    pos = ops.searchsorted(sorted_table, flat, side="left")
+    pos = B.searchsorted(sorted_table, flat)
     found = ops.reshape(ops.equal(ops.take(sorted_table, pos), flat), ops.shape(keys))
     if table_values is None:
         return found, None

@@ -1,19 +1,13 @@
-"""Training on many devices: `tf.distribute` on TensorFlow, `keras.distribution` on JAX.
+"""`tf.distribute` with sparse inputs and targets: `enable_sparse` and `distribute_dataset`.
 
-On JAX, `keras.distribution.DataParallel` / `ModelParallel` work with sparse
-inputs and targets as they are (the backend splits each sparse batch by rows,
-see `keras_sparse.backend._jax_distribution`); `initialize` starts several
-processes so that one failing process stops the others. The rest of this
-module is the TensorFlow side.
-
-Keras (3.6 up to at least 3.15) builds a model that lives under a
-`tf.distribute` strategy *symbolically* before its first step, from the
-cross-replica mean of a first batch. For a `tf.SparseTensor` that mean fails
-(`'SparseTensor' object has no attribute 'device'`), and the placeholders it
-builds are dense, so losses see a dense `y_true` there. `enable_sparse(model)`
-replaces that one build step, on that one model, by a sparse-aware one; nothing
-in Keras is patched globally. `distribute_dataset` feeds a `SparseDataset` to a
-strategy shard by shard, one shard per worker.
+Keras builds a model that lives under a `tf.distribute` strategy
+*symbolically* before its first step, from the cross-replica mean of a first
+batch. For a `tf.SparseTensor` that mean fails (`'SparseTensor' object has no
+attribute 'device'`), and the placeholders it builds are dense, so losses see
+a dense `y_true` there. `enable_sparse(model)` replaces that one build step,
+on that one model, by a sparse-aware one; nothing in Keras is patched
+globally. `distribute_dataset` feeds a `SparseDataset` to a strategy shard by
+shard, one shard per worker.
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
-from keras_sparse import _validation
+from keras_sparse import _compat
 from keras_sparse import backend as B
 from keras_sparse.data import SparseDataset
 
@@ -34,23 +28,18 @@ if B.NAME == "tensorflow":
 
 _ON_JAX = "On JAX, scale out with keras.distribution (DataParallel / ModelParallel) instead."
 
-__all__ = ["SUPPORTED_KERAS", "distribute_dataset", "enable_sparse", "initialize"]
+__all__ = ["SUPPORTED_KERAS", "distribute_dataset", "enable_sparse"]
 
 #: Keras versions (major, minor), both ends included, whose private build step
-#: `enable_sparse` knows how to replace.
-SUPPORTED_KERAS = ((3, 6), (3, 15))
+#: `enable_sparse` knows how to replace: the range CI tests.
+SUPPORTED_KERAS = _compat.TESTED_KERAS
 
 _MARK = "_keras_sparse_distribute"
 
 
-def _keras_version() -> tuple[int, int]:
-    major, minor = keras.version().split(".")[:2]
-    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
-
-
 def _check_keras_version() -> None:
     low, high = SUPPORTED_KERAS
-    version = _keras_version()
+    version = _compat.keras_version()
     if not low <= version <= high:
         raise RuntimeError(
             f"keras_sparse.distribute.enable_sparse supports Keras {low[0]}.{low[1]} to "
@@ -282,73 +271,3 @@ def distribute_dataset(
         return tf_dataset
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def initialize(
-    coordinator_address: str,
-    num_processes: int,
-    process_id: int,
-    *,
-    heartbeat_timeout_seconds: int = 30,
-    shutdown_timeout_seconds: int = 30,
-    exit_on_error: bool = True,
-) -> None:
-    """Join a multi-process JAX run (`jax.distributed`), failing fast when a process dies.
-
-    Use it instead of `keras.distribution.initialize` (same first three
-    arguments; it also seeds every process alike). Keras's version keeps
-    JAX's defaults, under which a process that raises waits up to 5 minutes
-    in a shutdown barrier while the others wait for it in a collective. Here
-    an uncaught exception prints its traceback and ends the process at once
-    (`exit_on_error`), and the other processes end with an error once its
-    heartbeat is missed for `heartbeat_timeout_seconds`.
-
-    After it, set a distribution over all processes' devices (e.g.
-    `keras.distribution.DataParallel()`) and train on a `SparseDataset` or
-    SciPy data: each process reads only its own rows of every global batch.
-
-    Args:
-        coordinator_address: `"host:port"` of process 0, the same on every process.
-        num_processes: Number of processes, at least 1.
-        process_id: This process's number, in `[0, num_processes)`.
-        heartbeat_timeout_seconds: Seconds without a heartbeat after which a
-            process counts as dead and the others stop.
-        shutdown_timeout_seconds: Seconds a process waits for the others when it ends.
-        exit_on_error: Whether an uncaught exception ends the process at once.
-
-    Raises:
-        RuntimeError: on the TensorFlow backend (use
-            `tf.distribute.MultiWorkerMirroredStrategy`, see `enable_sparse`).
-
-    Examples:
-        >>> import keras, keras_sparse  # doctest: +SKIP
-        >>> keras_sparse.distribute.initialize("10.0.0.1:1234", 2, 0)  # doctest: +SKIP
-        >>> keras.distribution.set_distribution(keras.distribution.DataParallel())  # doctest: +SKIP
-    """
-    if B.NAME != "jax":
-        raise RuntimeError(
-            "keras_sparse.distribute.initialize starts a multi-process JAX run, but Keras is "
-            f"using {B.NAME!r}. On TensorFlow, use tf.distribute.MultiWorkerMirroredStrategy "
-            "with keras_sparse.distribute.enable_sparse and distribute_dataset."
-        )
-    if not isinstance(coordinator_address, str) or ":" not in coordinator_address:
-        raise ValueError(
-            "`coordinator_address` must be a 'host:port' string such as 'localhost:1234', "
-            f"got {coordinator_address!r}."
-        )
-    num_processes = _validation.check_int(num_processes, "num_processes")
-    process_id = _validation.check_int(process_id, "process_id", minimum=0)
-    if process_id >= num_processes:
-        raise ValueError(
-            f"`process_id` must be in [0, num_processes) = [0, {num_processes}), got {process_id}."
-        )
-    from keras_sparse.backend import _jax_distribution
-
-    _jax_distribution.initialize(
-        coordinator_address,
-        num_processes,
-        process_id,
-        _validation.check_int(heartbeat_timeout_seconds, "heartbeat_timeout_seconds"),
-        _validation.check_int(shutdown_timeout_seconds, "shutdown_timeout_seconds"),
-        _validation.check_bool(exit_on_error, "exit_on_error"),
-    )

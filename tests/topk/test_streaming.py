@@ -1,4 +1,4 @@
-"""Streaming top-k (`keras_sparse.streaming`) against one-shot scoring and dense references."""
+"""Streaming top-k (`keras_sparse.topk`) against one-shot scoring and dense references."""
 
 import warnings
 
@@ -10,9 +10,9 @@ from reference import entries as reference_entries
 from reference import ranked_list, ranking_mean
 
 import keras_sparse as ks
-from keras_sparse import streaming
 from keras_sparse.data import SparseDataset
-from keras_sparse.outputs import TopKToCSR
+from keras_sparse.topk import TopKToCSR
+from keras_sparse.topk import _streaming as streaming
 
 
 def _rows_of(csr):
@@ -156,9 +156,8 @@ def test_old_spellings_warn_and_give_the_same_result():
     with pytest.warns(DeprecationWarning, match="evaluate_top_k"):
         old_eval = ks.evaluate_topk(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
     assert old_eval == ks.evaluate_top_k(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
-    from keras_sparse import outputs
-
-    assert outputs.predict_top_k is ks.predict_top_k
+    with pytest.warns(DeprecationWarning, match="keras_sparse.topk.predict_top_k"):
+        assert ks.outputs.predict_top_k is ks.predict_top_k
 
 
 class CountingDense(keras.layers.Dense):

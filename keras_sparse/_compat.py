@@ -1,0 +1,217 @@
+"""The one door through which keras_sparse changes Keras.
+
+keras_sparse needs a few things Keras does not do by itself: SciPy matrices in
+`model(x)`, the sparse target of a step handed to `SparseDenseOutput`, our
+string identifiers in `compile`, sparse batches under `keras.distribution`,
+and so on. Each such change is installed by `replace` or `add_entries`, which
+
+- resolve the Keras attribute from its dotted path and record what they
+  replaced (so `restore` can put it back), the feature it serves and the
+  Keras versions the change is known to work on;
+- never install twice (a second `import` or `install` is a no-op);
+- when the attribute is missing or has another shape on this Keras, change
+  nothing and warn once, naming the feature that is lost and the fix.
+
+`patches()` lists every change with its state; `check_keras_version()` warns
+once when this Keras lies outside `TESTED_KERAS`, the range CI runs.
+
+Only Keras and the standard library are imported here, so every module of
+the package may use this one.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+#: The lowest and the latest Keras (major, minor) that CI tests; both ends included.
+TESTED_KERAS = ((3, 10), (3, 15))
+#: The same range as it is written in messages and in `Patch.keras_versions`.
+TESTED = f"{TESTED_KERAS[0][0]}.{TESTED_KERAS[0][1]}-{TESTED_KERAS[1][0]}.{TESTED_KERAS[1][1]}"
+_PIN = (
+    f"pip install 'keras>={TESTED_KERAS[0][0]}.{TESTED_KERAS[0][1]},"
+    f"<{TESTED_KERAS[1][0]}.{TESTED_KERAS[1][1] + 1}'"
+)
+_ORIGINAL = "_keras_sparse_replaces"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One change keras_sparse makes to Keras, as `keras_sparse.keras_patches()` lists it.
+
+    Attributes:
+        target: Dotted path of the Keras attribute changed, e.g.
+            `"keras.layers.Layer.__call__"`.
+        feature: What the change gives keras_sparse users.
+        keras_versions: Keras versions it is known to work on, e.g. `"3.10-3.15"`.
+        installed: Whether it is in place in this process.
+        reason: Why it is not installed (empty when it is).
+    """
+
+    target: str
+    feature: str
+    keras_versions: str
+    installed: bool
+    reason: str = ""
+
+
+_REGISTRY: dict[str, Patch] = {}
+_RESTORE: dict[str, Callable[[], None]] = {}
+_VERSION_WARNED: list[bool] = []
+
+
+def keras_version() -> tuple[int, int]:
+    """The installed Keras as `(major, minor)`, e.g. `(3, 15)`."""
+    major, minor = keras.version().split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def in_tested_range(version: tuple[int, int] | None = None) -> bool:
+    """Whether `version` (default: the installed Keras) lies in `TESTED_KERAS`."""
+    low, high = TESTED_KERAS
+    return low <= (version or keras_version()) <= high
+
+
+def check_keras_version() -> bool:
+    """Warn once if the installed Keras lies outside the tested range; True if inside."""
+    if in_tested_range():
+        return True
+    if not _VERSION_WARNED:
+        _VERSION_WARNED.append(True)
+        warnings.warn(
+            f"keras_sparse is tested on Keras {TESTED}, but Keras {keras.version()} is "
+            "installed. Any change keras_sparse cannot make to this Keras is reported by "
+            f"its own warning; to be on the tested range, run {_PIN}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return False
+
+
+def _resolve(target: str) -> tuple[Any, str]:
+    """`(owner, attribute)` of a dotted path: the longest importable module, then getattr."""
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1]
+    raise ImportError(f"no module of {target!r} can be imported")
+
+
+def _record(target: str, feature: str, versions: str, reason: str = "") -> bool:
+    _REGISTRY[target] = Patch(target, feature, versions, not reason, reason)
+    if reason:
+        warnings.warn(
+            f"keras_sparse cannot change {target} on Keras {keras.version()} ({reason}), "
+            f"so this is lost: {feature}. That change is known to work on Keras {versions}; "
+            f"run {_PIN}.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return not reason
+
+
+def replace(
+    target: str,
+    make: Callable[[Any], Any],
+    *,
+    feature: str,
+    versions: str = TESTED,
+    check: Callable[[Any], str | None] | None = None,
+) -> bool:
+    """Replace the Keras attribute `target` by `make(original)`, once.
+
+    Args:
+        target: Dotted path, e.g. `"keras.Model.train_step"`.
+        make: Builds the replacement from the original; the replacement should
+            do its one job and call the original.
+        feature: What is lost if the change cannot be made (for the warning).
+        versions: Keras versions the change is known to work on.
+        check: Returns why `original` is not the one `make` expects (another
+            signature, say), or None when it is.
+
+    Returns:
+        Whether the change is in place; when not, one warning said why.
+    """
+    if target in _REGISTRY and _REGISTRY[target].installed:
+        return True
+    try:
+        owner, name = _resolve(target)
+        original = getattr(owner, name)
+    except (ImportError, AttributeError) as err:
+        return _record(target, feature, versions, f"not found: {err}")
+    reason = check(original) if check is not None else None
+    if reason:
+        return _record(target, feature, versions, reason)
+    if getattr(original, _ORIGINAL, None) == target:  # installed by an earlier copy of us
+        return _record(target, feature, versions)
+    replacement = functools.wraps(original)(make(original))
+    setattr(replacement, _ORIGINAL, target)
+    own = name in vars(owner)  # False: a class inherits it, so restoring deletes ours
+    setattr(owner, name, replacement)
+    _RESTORE[target] = (
+        (lambda: setattr(owner, name, original)) if own else (lambda: delattr(owner, name))
+    )
+    return _record(target, feature, versions)
+
+
+def add_entries(
+    target: str, entries: dict[str, Any], *, feature: str, versions: str = TESTED
+) -> bool:
+    """Add `entries` to the Keras dict `target`, keeping every name Keras already has.
+
+    Returns:
+        Whether they were added; when not, one warning said why.
+    """
+    if target in _REGISTRY and _REGISTRY[target].installed:
+        return True
+    try:
+        owner, name = _resolve(target)
+        table = getattr(owner, name)
+    except (ImportError, AttributeError) as err:
+        return _record(target, feature, versions, f"not found: {err}")
+    if not isinstance(table, dict):
+        return _record(target, feature, versions, f"a {type(table).__name__}, not a dict")
+    added = [key for key in entries if key not in table]
+    for key in added:
+        table[key] = entries[key]
+    _RESTORE[target] = lambda: [table.pop(key, None) for key in added]
+    return _record(target, feature, versions)
+
+
+def restore(target: str) -> None:
+    """Undo the change to `target` (for tests); a later install makes it again."""
+    undo = _RESTORE.pop(target, None)
+    if undo is not None:
+        undo()
+    _REGISTRY.pop(target, None)
+
+
+def replaces(value: Any) -> str | None:
+    """The target that `value` replaced, if it is one of our replacements."""
+    return getattr(value, _ORIGINAL, None)
+
+
+def patches() -> tuple[Patch, ...]:
+    """Every change to Keras attempted in this process, installed or not.
+
+    Returns:
+        One `Patch` per Keras attribute, in the order they were made.
+
+    Examples:
+        >>> import keras_sparse as ks
+        >>> changed = {p.target: p.installed for p in ks.keras_patches()}
+        >>> changed["keras.layers.Layer.__call__"]
+        True
+    """
+    return tuple(_REGISTRY.values())

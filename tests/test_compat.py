@@ -1,0 +1,181 @@
+"""Every change to Keras goes through `_compat`: installed here, once, or reported once."""
+
+import types
+import warnings
+
+import keras
+import pytest
+
+import keras_sparse as ks
+from keras_sparse import _compat, _requirements
+from keras_sparse import backend as B
+
+# Written out by hand (not read from the registry): what `import keras_sparse` must change.
+EVERY_BACKEND = [
+    "keras.src.losses.ALL_OBJECTS_DICT",
+    "keras.src.metrics.ALL_OBJECTS_DICT",
+    "keras.src.optimizers.ALL_OBJECTS_DICT",
+    "keras.layers.Layer.__call__",
+    "keras.Model.train_on_batch",
+    "keras.Model.test_on_batch",
+    "keras.Model.predict_on_batch",
+    "keras.src.trainers.compile_utils.CompileLoss.__call__",
+    "keras.src.models.functional.Functional._convert_inputs_to_tensors",
+    "keras.Model.train_step",
+]
+PER_BACKEND = {
+    "tensorflow": ["keras.src.trainers.data_adapters.data_adapter_utils.scipy_sparse_to_tf_sparse"],
+    "jax": [
+        "keras.src.trainers.data_adapters.data_adapter_utils.scipy_sparse_to_jax_sparse",
+        "keras.src.backend.jax.trainer.JAXTrainer.make_train_function",
+        "keras.src.backend.jax.trainer.JAXTrainer.make_test_function",
+        "keras.src.backend.jax.trainer.JAXTrainer.make_predict_function",
+        "keras.src.backend.jax.trainer._distribute_data",
+        "keras.src.trainers.data_adapters.get_data_adapter",
+    ],
+}
+
+
+def test_every_patch_installs_on_this_keras():
+    listed = {p.target: p for p in ks.keras_patches()}
+    expected = EVERY_BACKEND + PER_BACKEND[B.NAME]
+    assert sorted(listed) == sorted(expected)
+    missing = {t: p.reason for t, p in listed.items() if not p.installed}
+    assert not missing, f"Keras {keras.version()}: {missing}"
+    for patch in listed.values():
+        assert patch.feature and patch.keras_versions == _compat.TESTED
+
+
+def test_this_keras_is_in_the_tested_range():
+    # CI runs the lowest and the latest Keras; each must lie in the range we claim.
+    assert _compat.in_tested_range(), keras.version()
+    assert _compat.check_keras_version()
+
+
+def test_installed_replacements_are_in_place_and_name_their_target():
+    owner, name = _compat._resolve("keras.layers.Layer.__call__")
+    assert _compat.replaces(getattr(owner, name)) == "keras.layers.Layer.__call__"
+    assert _compat.replaces(keras.Model.train_step) == "keras.Model.train_step"
+
+
+@pytest.fixture
+def fake_keras(monkeypatch):
+    """A stand-in module for Keras code, importable by a dotted path."""
+    import sys
+
+    module = types.ModuleType("fake_keras_module")
+
+    class Owner:
+        def method(self, x):
+            return ("original", x)
+
+    module.Owner = Owner
+    module.function = lambda x: ("function", x)
+    module.TABLE = {"taken": "keras"}
+    monkeypatch.setitem(sys.modules, "fake_keras_module", module)
+    yield module
+    for target in [p.target for p in _compat.patches() if p.target.startswith("fake_keras")]:
+        _compat.restore(target)
+
+
+def _wrap_tag(original):
+    def replacement(*args):
+        return ("ours", original(*args))
+
+    return replacement
+
+
+def test_replace_wraps_once_records_and_restores(fake_keras):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _compat.replace("fake_keras_module.Owner.method", _wrap_tag, feature="tags")
+        assert _compat.replace("fake_keras_module.Owner.method", _wrap_tag, feature="tags")
+    assert fake_keras.Owner().method(1) == ("ours", ("original", 1))  # wrapped once, not twice
+    record = {p.target: p for p in _compat.patches()}["fake_keras_module.Owner.method"]
+    assert record.installed and record.feature == "tags" and record.reason == ""
+    _compat.restore("fake_keras_module.Owner.method")
+    assert fake_keras.Owner().method(1) == ("original", 1)
+    assert "fake_keras_module.Owner.method" not in {p.target for p in _compat.patches()}
+
+
+def test_an_inherited_method_is_restored_by_deleting_ours(fake_keras):
+    class Child(fake_keras.Owner):
+        pass
+
+    fake_keras.Child = Child
+    assert _compat.replace("fake_keras_module.Child.method", _wrap_tag, feature="tags")
+    assert "method" in vars(Child) and Child().method(2) == ("ours", ("original", 2))
+    _compat.restore("fake_keras_module.Child.method")
+    assert "method" not in vars(Child) and Child().method(2) == ("original", 2)
+
+
+@pytest.mark.parametrize(
+    ("target", "check", "reason"),
+    [
+        ("fake_keras_module.Owner.gone", None, "not found"),
+        ("fake_keras_module.Missing.method", None, "not found"),
+        ("fake_keras_module.function", lambda f: "another signature", "another signature"),
+    ],
+)
+def test_a_change_that_cannot_install_changes_nothing_and_names_the_lost_feature(
+    fake_keras, target, check, reason
+):
+    before = fake_keras.function
+    with pytest.warns(UserWarning) as caught:
+        assert not _compat.replace(target, _wrap_tag, feature="the tagging feature", check=check)
+    message = str(caught[0].message)
+    assert "the tagging feature" in message and target in message and reason in message
+    assert "pip install" in message and keras.version() in message
+    assert fake_keras.function is before
+    record = {p.target: p for p in _compat.patches()}[target]
+    assert not record.installed and reason in record.reason
+
+
+def test_add_entries_keeps_the_names_keras_has(fake_keras):
+    assert _compat.add_entries(
+        "fake_keras_module.TABLE", {"taken": "ours", "new": "ours"}, feature="names"
+    )
+    assert fake_keras.TABLE == {"taken": "keras", "new": "ours"}
+    _compat.restore("fake_keras_module.TABLE")
+    assert fake_keras.TABLE == {"taken": "keras"}
+    with pytest.warns(UserWarning, match="not a dict"):
+        assert not _compat.add_entries("fake_keras_module.function", {"a": 1}, feature="names")
+
+
+def test_a_keras_outside_the_tested_range_warns_once(monkeypatch):
+    monkeypatch.setattr(keras, "version", lambda: "3.2.1")
+    monkeypatch.setattr(_compat, "_VERSION_WARNED", [])
+    with pytest.warns(UserWarning, match=r"tested on Keras 3\.\d+-3\.\d+.*3\.2\.1") as caught:
+        assert not _compat.check_keras_version()
+        assert not _compat.check_keras_version()
+    assert len(caught) == 1
+    assert _compat.keras_version() == (3, 2)
+
+
+@pytest.mark.parametrize("version", ["3.10.0", "3.15.1", "3.12.0.dev2025"])
+def test_versions_inside_the_range_are_recognised(monkeypatch, version):
+    monkeypatch.setattr(keras, "version", lambda: version)
+    assert _compat.in_tested_range()
+
+
+def test_a_missing_backend_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    real = _requirements.importlib.util.find_spec
+    monkeypatch.setattr(
+        _requirements.importlib.util,
+        "find_spec",
+        lambda name: None if name == "jax" else real(name),
+    )
+    with pytest.raises(ImportError, match=r'jax.*pip install "keras-sparse\[jax\]"') as err:
+        _requirements.check_backend()
+    assert "\n" not in str(err.value)
+
+
+def test_the_backend_is_read_as_keras_reads_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert _requirements.chosen_backend() == "tensorflow"  # Keras's default
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert _requirements.chosen_backend() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert _requirements.chosen_backend() == "tensorflow"

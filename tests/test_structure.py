@@ -1,0 +1,142 @@
+"""The package's shape: a leaf backend, no import circles, no side effects in `backend/`."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("keras_sparse", "keras_sparse_cli")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        _module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
+    }
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules that `path` imports anywhere (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {
+        name: {other for other in _imports(path, modules) if other != name}
+        for name, path in modules.items()
+    }
+
+
+def _parents(name: str) -> set[str]:
+    """Importing `a.b.c` runs `a` and `a.b` first: those edges are Python's, not a circle."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def test_backend_imports_nothing_from_the_rest_of_the_package():
+    graph = _graph()
+    outside = {
+        name: sorted(o for o in deps if not o.startswith("keras_sparse.backend"))
+        for name, deps in graph.items()
+        if name.startswith("keras_sparse.backend")
+    }
+    assert not {k: v for k, v in outside.items() if v}, outside
+
+
+def test_there_are_no_import_circles():
+    graph = {
+        name: {d for d in deps if d not in _parents(name) and name not in _parents(d)}
+        for name, deps in _graph().items()
+    }
+    # The public package modules re-export their submodules: `keras_sparse` -> everything.
+    graph = {name: deps for name, deps in graph.items() if name not in PACKAGES}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph.get(name, ())):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep) :] + [dep] if dep in path else [name, dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, cycles
+
+
+def test_backend_modules_only_define_things_at_import():
+    allowed = (
+        ast.Import,
+        ast.ImportFrom,
+        ast.FunctionDef,
+        ast.ClassDef,
+        ast.Assign,
+        ast.AnnAssign,
+        ast.If,
+        ast.Expr,
+    )
+    for path in sorted((ROOT / "keras_sparse" / "backend").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            assert isinstance(node, allowed), f"{path.name}:{node.lineno}"
+            if isinstance(node, ast.Expr):  # a docstring, never a call
+                assert isinstance(node.value, ast.Constant), f"{path.name}:{node.lineno} calls"
+            if isinstance(node, ast.If):
+                for inner in ast.walk(node):
+                    assert not (
+                        isinstance(inner, ast.Expr) and isinstance(inner.value, ast.Call)
+                    ), f"{path.name}:{inner.lineno} calls at import"
+
+
+def test_no_module_replaces_keras_attributes_outside_compat():
+    """Changing Keras goes through `_compat.replace`: no `setattr(keras..., ...)` elsewhere."""
+    for path in sorted((ROOT / "keras_sparse").rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    text = ast.unparse(target)
+                    assert not text.startswith(("keras.", "sys.excepthook", "threading.")) or (
+                        path.name == "_jax.py" and "excepthook" in text
+                    ), f"{path}:{node.lineno}: {text}"
+
+
+def test_ci_runs_exactly_the_readme_test_command_then_the_lowest_versions():
+    readme = (ROOT / "README.md").read_text()
+    command = next(
+        line for line in readme.splitlines() if line.startswith("python -m pip install -e ")
+    )
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd ", "export "))
+    ]
+    assert ci == [command, "bash .ci/lowest"]
+    pins = (ROOT / ".ci" / "lowest.txt").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for name in ("keras", "numpy", "scipy"):
+        pinned = next(line for line in pins.splitlines() if line.startswith(f"{name}=="))
+        low = pinned.split("==")[1].rsplit(".", 1)[0]  # 3.10.0 -> 3.10
+        assert f'"{name}>={low}' in pyproject, (name, low)
