@@ -1,10 +1,11 @@
 """keras_sparse: train and serve Keras 3 models on sparse data without densifying it."""
 
-from keras_sparse import _compat, _requirements
+from keras_sparse import _requirements
 
-_requirements.check_backend()  # one line naming the extra to install if the backend is missing
+_requirements.check_backend()  # before Keras: one line naming the extra if the backend is missing
 
 from keras_sparse import (  # noqa: E402 - after the check, so a missing backend fails clearly
+    _compat,
     _identifiers,
     _keras_hooks,
     _output_targets,

@@ -32,6 +32,13 @@ def chosen_backend() -> str:
         return "tensorflow"
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a finder that refuses it
+        return False
+
+
 def check_backend() -> None:
     """Raise `ImportError` in one line if the chosen backend is not installed.
 
@@ -42,9 +49,9 @@ def check_backend() -> None:
     if name not in BACKENDS:
         return  # keras_sparse.backend explains which backends are supported
     module, extra = BACKENDS[name]
-    if importlib.util.find_spec(module) is not None:
+    if _installed(module):
         return
-    others = [n for n, (m, _) in BACKENDS.items() if n != name and importlib.util.find_spec(m)]
+    others = [n for n, (m, _) in BACKENDS.items() if n != name and _installed(m)]
     also = f", or set KERAS_BACKEND={others[0]} (installed)" if others else ""
     raise ImportError(
         f"keras_sparse: Keras is set to use the {name!r} backend, but {module!r} is not "

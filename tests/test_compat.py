@@ -1,5 +1,8 @@
 """Every change to Keras goes through `_compat`: installed here, once, or reported once."""
 
+import os
+import subprocess
+import sys
 import types
 import warnings
 
@@ -179,3 +182,26 @@ def test_the_backend_is_read_as_keras_reads_it(monkeypatch, tmp_path):
     assert _requirements.chosen_backend() == "jax"
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert _requirements.chosen_backend() == "tensorflow"
+
+
+def test_importing_without_the_backend_fails_in_one_line_naming_the_extra(tmp_path):
+    """A fresh interpreter where neither TensorFlow nor JAX can be imported."""
+    script = (
+        "import importlib.abc, sys\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'jax'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "try:\n"
+        "    import keras_sparse\n"
+        "except ImportError as err:\n"
+        "    print('ERROR:', err)\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", KERAS_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ERROR:")]
+    assert len(lines) == 1, done.stdout + done.stderr
+    assert 'pip install "keras-sparse[tensorflow]"' in lines[0]

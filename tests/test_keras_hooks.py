@@ -119,10 +119,17 @@ def test_fit_accepts_an_unsorted_duplicate_coo_directly():
         (np.r_[coo.data[perm], 0.5], (np.r_[coo.row[perm], 0], np.r_[coo.col[perm], 0])),
         shape=X.shape,
     )
-    model = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
-    model.compile(optimizer="sgd", loss="sparse_mse")
-    history = model.fit(unsorted, Y.tocoo(), batch_size=4, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    trained = []
+    for x in (unsorted, unsorted.tocsr()):  # the raw COO, and its canonical CSR
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+        model.compile(optimizer="sgd", loss="sparse_mse")
+        initial = model.get_weights()[0]
+        model.fit(x, Y.tocoo(), batch_size=4, epochs=1, shuffle=False, verbose=0)
+        trained.append(model.get_weights())
+        assert not np.allclose(trained[-1][0], initial)  # it trained
+    for got, want in zip(*trained):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     kernel, bias = (np.asarray(w) for w in model.layers[-1].weights)
     pred = model.predict(unsorted, batch_size=5, verbose=0)
     np.testing.assert_allclose(pred, unsorted.toarray() @ kernel + bias, rtol=1e-5, atol=1e-5)

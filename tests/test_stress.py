@@ -73,8 +73,9 @@ def test_random_fits_predictions_and_top_k_in_one_process():
             history = model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0)
         assert all(np.isfinite(v).all() for v in history.history.values()), trial
         scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-        table, (kernel, bias) = model.layers[1].get_weights()[0], model.layers[2].get_weights()
-        reference = np.asarray(x.toarray(), np.float64) @ table @ kernel + bias  # NumPy forward
+        (table, table_bias), (kernel, bias) = (layer.get_weights() for layer in model.layers[1:])
+        hidden = np.asarray(x.toarray(), np.float64) @ table + table_bias
+        reference = hidden @ kernel + bias  # the NumPy forward pass
         np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-4, err_msg=str(trial))
         k = int(rng.integers(1, n_out + 3))
         exclude = sp.random(rows, n_out, density=0.2, format="csr", random_state=7 * trial)

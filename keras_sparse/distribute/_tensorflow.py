@@ -73,7 +73,7 @@ def _symbolic(value: Any) -> Any:
 
 
 def _first_batch(iterator: Any) -> Any:
-    for _, _, data in iterator:
+    for *_, data in iterator:  # (step, data) to Keras 3.10, (begin, end, data) after
         return data[0] if isinstance(data, (list, tuple)) else next(data)
     return None
 

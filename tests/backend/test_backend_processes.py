@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+SUPPORT = HERE.parent / "support"  # the scripts these tests run
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -24,7 +25,7 @@ pytestmark = [
 def _run(script, *args, backend="jax"):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, str(HERE / script), *map(str, args)],
+        [sys.executable, str(SUPPORT / script), *map(str, args)],
         env=env,
         capture_output=True,
         text=True,

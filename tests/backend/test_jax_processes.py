@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.jax_only, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-WORKER = HERE / "jax_process_worker.py"
+WORKER = HERE.parent / "support" / "jax_process_worker.py"
 LIMIT = 240  # seconds; a run past it counts as a hang
 
 

@@ -1,4 +1,4 @@
-"""`keras_sparse.datasets` keeps the old interaction names for one release, with a warning."""
+"""Old import paths keep working for one release, each warning with the new one."""
 
 import numpy as np
 import pytest
@@ -41,3 +41,20 @@ def test_unknown_names_still_raise_attribute_error():
     for module in (ks.datasets, ks.outputs, ks.streaming, ks.ranking):
         with pytest.raises(AttributeError):
             module.no_such_name  # noqa: B018
+
+
+def test_the_old_ops_module_warns_and_forwards():
+    from keras_sparse import _ops, ops
+
+    with pytest.warns(DeprecationWarning, match="keras_sparse.topk.top_k"):
+        assert ops.mask_scores is _ops.mask_scores
+    with pytest.raises(AttributeError):
+        ops.no_such_name  # noqa: B018
+
+
+def test_the_old_cli_module_warns_and_forwards():
+    from keras_sparse import cli
+    from keras_sparse_cli import _work
+
+    with pytest.warns(DeprecationWarning, match="keras_sparse_cli"):
+        assert cli.build_recommender is _work.build_recommender
