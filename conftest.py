@@ -17,18 +17,20 @@ BACKEND = os.environ["KERAS_BACKEND"]
 # Modules that only import (and whose docstring examples only run) under one backend.
 BACKEND_MODULES = {
     "tensorflow": [
-        "keras_sparse/distribute.py",
+        "keras_sparse/distribute/_tensorflow.py",
         "keras_sparse/export.py",
         "keras_sparse/backend/tensorflow.py",
     ],
     "jax": [
         "keras_sparse/backend/jax.py",
+        "keras_sparse/backend/_jax_bcoo.py",
+        "keras_sparse/distribute/_jax.py",
         "keras_sparse/backend/_jax_lazy.py",
         "keras_sparse/backend/_jax_distribution.py",
     ],
 }
-# Scripts that tests start as processes: never imported by pytest's doctest collection.
-collect_ignore = ["tests/backend/jax_without_tensorflow.py", "tests/backend/cross_backend.py"]
+# Scripts that tests start as processes (tests/support): never collected, nor their doctests.
+collect_ignore = ["tests/support"]
 for _backend, _modules in BACKEND_MODULES.items():
     if _backend != BACKEND:
         collect_ignore.extend(_modules)

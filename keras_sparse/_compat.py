@@ -108,6 +108,17 @@ def _resolve(target: str) -> tuple[Any, str]:
     raise ImportError(f"no module of {target!r} can be imported")
 
 
+def _find(target: str) -> tuple[Any, str, Any] | str | bool:
+    """True if `target` is changed already, else `(owner, name, value)`, or why it is missing."""
+    if target in _REGISTRY and _REGISTRY[target].installed:
+        return True
+    try:
+        owner, name = _resolve(target)
+        return owner, name, getattr(owner, name)
+    except (ImportError, AttributeError) as err:
+        return f"not found: {err}"
+
+
 def _record(target: str, feature: str, versions: str, reason: str = "") -> bool:
     _REGISTRY[target] = Patch(target, feature, versions, not reason, reason)
     if reason:
@@ -143,13 +154,10 @@ def replace(
     Returns:
         Whether the change is in place; when not, one warning said why.
     """
-    if target in _REGISTRY and _REGISTRY[target].installed:
-        return True
-    try:
-        owner, name = _resolve(target)
-        original = getattr(owner, name)
-    except (ImportError, AttributeError) as err:
-        return _record(target, feature, versions, f"not found: {err}")
+    found = _find(target)
+    if found is True or isinstance(found, str):
+        return found is True or _record(target, feature, versions, found)
+    owner, name, original = found
     reason = check(original) if check is not None else None
     if reason:
         return _record(target, feature, versions, reason)
@@ -173,13 +181,10 @@ def add_entries(
     Returns:
         Whether they were added; when not, one warning said why.
     """
-    if target in _REGISTRY and _REGISTRY[target].installed:
-        return True
-    try:
-        owner, name = _resolve(target)
-        table = getattr(owner, name)
-    except (ImportError, AttributeError) as err:
-        return _record(target, feature, versions, f"not found: {err}")
+    found = _find(target)
+    if found is True or isinstance(found, str):
+        return found is True or _record(target, feature, versions, found)
+    _, _, table = found
     if not isinstance(table, dict):
         return _record(target, feature, versions, f"a {type(table).__name__}, not a dict")
     added = [key for key in entries if key not in table]
