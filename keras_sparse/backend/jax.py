@@ -19,6 +19,7 @@ with gathers and `segment_sum` over a fixed number of segments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -170,9 +171,45 @@ def replace_nan(scores: Any, fill: float) -> Any:
     return jnp.where(jnp.isnan(scores), jnp.asarray(fill, scores.dtype), scores)
 
 
+#: Widest block of `top_k`'s pre-filter: on XLA's CPU backend, blocks of 64 items and more
+#: make the block gather slower than the plain `top_k` it saves (benchmarks/README.md).
+MAX_TOP_K_BLOCK = 32
+
+
+def _block_size(n: int, k: int) -> int | None:
+    """Block width for `top_k`'s pre-filter on CPU, or None where a plain top-k is cheaper."""
+    if n < 2048 or jax.default_backend() != "cpu":
+        return None
+    size = min(MAX_TOP_K_BLOCK, 1 << max(3, round(math.log2(math.sqrt(n / k)))))
+    return size if 8 * k * size <= n else None
+
+
 def top_k(scores: Any, k: int) -> tuple[Any, Any]:
-    """Top min(k, n) values and indices per row; ties go to the lower index."""
-    return jax.lax.top_k(scores, min(int(k), int(scores.shape[-1])))
+    """Top min(k, n) values and indices per row; ties go to the lower index.
+
+    `jax.lax.top_k` on XLA's CPU backend costs about the same per item for
+    any k. For a small k the items are cut into blocks of `size`: only the k
+    blocks with the highest maxima can hold the top k (a block outside them
+    has k blocks whose best item ranks above all of its items), so the exact
+    top k is taken over those k * size items. Blocks are ranked by (max, lower
+    block first) and gathered in item order, so ties still go to the lower
+    item index; padding sits after every real item and loses every tie.
+    """
+    n = int(scores.shape[-1])
+    k = min(int(k), n)
+    floating = jnp.issubdtype(scores.dtype, jnp.floating)
+    size = _block_size(n, k) if scores.ndim == 2 and floating else None
+    if size is None:
+        return jax.lax.top_k(scores, k)
+    blocks = -(-n // size)
+    padded = jnp.pad(scores, ((0, 0), (0, blocks * size - n)), constant_values=-jnp.inf)
+    grouped = padded.reshape(scores.shape[0], blocks, size)
+    _, best = jax.lax.top_k(grouped.max(axis=2), k)
+    best = jnp.sort(best, axis=1)  # item order, for the tie rule
+    candidates = jnp.take_along_axis(grouped, best[:, :, None], axis=1)
+    values, position = jax.lax.top_k(candidates.reshape(scores.shape[0], k * size), k)
+    block = jnp.take_along_axis(best, position // size, axis=1)
+    return values, block * size + position % size
 
 
 def stable_argsort(x: Any) -> Any:

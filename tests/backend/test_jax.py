@@ -173,3 +173,45 @@ def test_lazy_adam_with_steps_per_execution_matches_one_step_at_a_time():
     assert int(model.optimizer.iterations.numpy()) == 12
     for a, b in zip(*weights):
         np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def _reference_top_k(scores, k):
+    """Per row: the k largest values, ties to the lower index (NumPy, stable sort)."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "levels"),
+    [(5000, 10, 0), (5000, 10, 3), (4099, 7, 5), (20000, 34, 0), (3000, 100, 0), (2500, 40, 2)],
+)
+def test_top_k_block_pre_filter_equals_numpy_with_ties_and_minus_inf(n, k, levels):
+    import jax
+
+    from keras_sparse.backend import jax as jax_backend
+
+    rng = np.random.default_rng(n + k)
+    if levels:  # few distinct values: ties everywhere
+        scores = rng.integers(0, levels, size=(6, n)).astype(np.float32)
+    else:
+        scores = rng.normal(size=(6, n)).astype(np.float32)
+    scores[1, :] = -np.inf  # a row without candidates
+    scores[2, : n - 3] = -np.inf  # fewer candidates than k
+    scores[3, rng.choice(n, n // 2, replace=False)] = -np.inf
+    size = jax_backend._block_size(n, k)
+    values, indices = jax.jit(lambda s: jax_backend.top_k(s, k))(scores)
+    want_values, want_indices = _reference_top_k(scores, k)
+    np.testing.assert_array_equal(np.asarray(indices), want_indices)
+    np.testing.assert_array_equal(np.asarray(values), want_values)
+    if jax.default_backend() == "cpu" and 8 * k * 8 <= n:  # room for blocks of 8 or more
+        assert size is not None and size <= jax_backend.MAX_TOP_K_BLOCK  # the pre-filter ran
+
+
+def test_top_k_takes_the_plain_path_for_small_catalogues_and_integers():
+    from keras_sparse.backend import jax as jax_backend
+
+    assert jax_backend._block_size(1000, 10) is None
+    assert jax_backend._block_size(20000, 2000) is None  # k * blocks would cover the items
+    ints = np.arange(12, dtype=np.int32).reshape(2, 6)
+    values, indices = jax_backend.top_k(ints, 2)
+    np.testing.assert_array_equal(np.asarray(indices), [[5, 4], [5, 4]])
