@@ -132,6 +132,19 @@ def _record(target: str, feature: str, versions: str, reason: str = "") -> bool:
     return not reason
 
 
+def takes(*names: str) -> Callable[[Any], str | None]:
+    """A `check` for `replace`: the original's positional parameters are exactly `names`."""
+    import inspect
+
+    def check(original: Any) -> str | None:
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        params = inspect.signature(original).parameters.values()
+        found = tuple(p.name for p in params if p.kind in positional)
+        return None if found == names else f"it takes {found}, not {names}"
+
+    return check
+
+
 def replace(
     target: str,
     make: Callable[[Any], Any],

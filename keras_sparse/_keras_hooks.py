@@ -235,7 +235,7 @@ def install() -> bool:
             "keras.src.models.functional.Functional._convert_inputs_to_tensors",
             _checked_inputs,
             feature="the warning when a sparse tensor reaches an Input without sparse=True",
-            check=lambda f: None if _takes(f, 2) else "another signature",
+            check=_compat.takes("self", "flat_inputs"),
         )
     )
     converter = {"tensorflow": "scipy_sparse_to_tf_sparse", "jax": "scipy_sparse_to_jax_sparse"}
@@ -248,11 +248,3 @@ def install() -> bool:
         )
     )
     return all(done)
-
-
-def _takes(function: Callable, count: int) -> bool:
-    """Whether `function` takes exactly `count` positional parameters."""
-    import inspect
-
-    params = inspect.signature(function).parameters.values()
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) == count

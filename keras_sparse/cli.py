@@ -7,19 +7,23 @@ still work here for one release and warn; import them from
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from keras_sparse import _deprecation
 
-def __getattr__(name: str) -> Any:
+
+def _resolve(name: str) -> Any:
     from keras_sparse_cli import _work
 
-    if name.startswith("__") or not hasattr(_work, name):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"keras_sparse.cli.{name} is deprecated and will be removed in the next release; "
-        "run the keras-sparse command, or import it from keras_sparse_cli._work.",
-        DeprecationWarning,
-        stacklevel=2,
-    )
     return getattr(_work, name)
+
+
+def _instead(name: str) -> str | None:
+    from keras_sparse_cli import _work
+
+    if not hasattr(_work, name):
+        return None
+    return f"the keras-sparse command, or keras_sparse_cli._work.{name}"
+
+
+__getattr__ = _deprecation.moved(__name__, _instead, _resolve)

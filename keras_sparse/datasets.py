@@ -7,11 +7,10 @@ Reading, splitting and synthesising user x item interaction data lives in
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
-from keras_sparse import _planetoid, _validation
+from keras_sparse import _deprecation, _planetoid, _validation
 from keras_sparse._planetoid import Planetoid
 
 __all__ = ["Planetoid", "load_planetoid"]
@@ -23,20 +22,19 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from keras_sparse import interactions
+def _resolve(name: str) -> Any:
+    from keras_sparse import interactions
 
-        warnings.warn(
-            f"keras_sparse.datasets.{name} is deprecated and will be removed in the next "
-            f"release; use keras_sparse.interactions.{_MOVED[name]}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        if name == "read_interactions":
-            return lambda path: interactions.load_interactions(path).matrix
-        return getattr(interactions, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "read_interactions":
+        return lambda path: interactions.load_interactions(path).matrix
+    return getattr(interactions, name)
+
+
+__getattr__ = _deprecation.moved(
+    __name__,
+    lambda name: f"keras_sparse.interactions.{_MOVED[name]}" if name in _MOVED else None,
+    _resolve,
+)
 
 
 PLANETOID_NAMES = ("cora", "citeseer", "pubmed")

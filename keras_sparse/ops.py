@@ -6,20 +6,26 @@ For top-k selection use `keras_sparse.topk.top_k`; for masking seen items,
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from keras_sparse import _deprecation
 
-def __getattr__(name: str) -> Any:
+
+def _resolve(name: str) -> Any:
     from keras_sparse import _ops
 
-    if name.startswith("__") or not hasattr(_ops, name):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"keras_sparse.ops.{name} is deprecated and will be removed in the next release: "
-        "keras_sparse.ops is private now. Use keras_sparse.topk.top_k or "
-        "keras_sparse.ranking.mask_scores.",
-        DeprecationWarning,
-        stacklevel=2,
-    )
     return getattr(_ops, name)
+
+
+def _instead(name: str) -> str | None:
+    from keras_sparse import _ops
+
+    if not hasattr(_ops, name):
+        return None
+    return (
+        "keras_sparse.topk.top_k or keras_sparse.ranking.mask_scores "
+        "(keras_sparse.ops is private now)"
+    )
+
+
+__getattr__ = _deprecation.moved(__name__, _instead, _resolve)

@@ -7,13 +7,12 @@ release and warn.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from keras_sparse import _validation
+from keras_sparse import _deprecation, _validation
 
 __all__ = ["threshold_to_csr"]
 
@@ -56,15 +55,12 @@ def threshold_to_csr(scores: Any, threshold: float) -> sp.csr_matrix:
     return sp.csr_matrix(sp.vstack(blocks, format="csr"))
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from keras_sparse import topk
+def _resolve(name: str) -> Any:
+    from keras_sparse import topk
 
-        warnings.warn(
-            f"keras_sparse.outputs.{name} is deprecated and will be removed in the next "
-            f"release; use keras_sparse.topk.{name}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(topk, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(topk, name)
+
+
+__getattr__ = _deprecation.moved(
+    __name__, lambda name: f"keras_sparse.topk.{name}" if name in _MOVED else None, _resolve
+)

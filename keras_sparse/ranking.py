@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
-from keras_sparse import _item_blocks, _ops, _validation
+from keras_sparse import _deprecation, _item_blocks, _ops, _validation
 from keras_sparse import backend as B
 from keras_sparse.convert import sparse_target
 
@@ -35,18 +35,15 @@ mask_scores = _ops.mask_scores
 candidate_scores = _ops.candidate_scores
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("top_k", "top_k_excluding"):
-        import warnings
-
-        warnings.warn(
-            f"keras_sparse.ranking.{name} is deprecated and will be removed in the next "
-            "release; use keras_sparse.topk.top_k(scores, k, exclude=...).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(_ops, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _deprecation.moved(
+    __name__,
+    lambda name: (
+        "keras_sparse.topk.top_k(scores, k, exclude=...)"
+        if name in ("top_k", "top_k_excluding")
+        else None
+    ),
+    lambda name: getattr(_ops, name),
+)
 
 
 class Ranked(NamedTuple):

@@ -6,21 +6,19 @@ for one release and warn; `keras_sparse.predict_top_k` is unchanged.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
+
+from keras_sparse import _deprecation
 
 _MOVED = ("predict_top_k", "evaluate_top_k", "predict_topk", "evaluate_topk")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from keras_sparse.topk import _streaming
+def _resolve(name: str) -> Any:
+    from keras_sparse.topk import _streaming
 
-        warnings.warn(
-            f"keras_sparse.streaming.{name} is deprecated and will be removed in the next "
-            f"release; use keras_sparse.topk.{name}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(_streaming, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(_streaming, name)
+
+
+__getattr__ = _deprecation.moved(
+    __name__, lambda name: f"keras_sparse.topk.{name}" if name in _MOVED else None, _resolve
+)

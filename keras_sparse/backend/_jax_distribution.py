@@ -228,3 +228,18 @@ def check_model(model: Any) -> None:
             "'embed', use layout_map['.*embed/kernel'] = ('model', None). Fix the key or "
             "remove it."
         )
+
+
+def seed_processes() -> None:
+    """Give every process of a `jax.distributed` run Keras's one seed, where Keras can."""
+    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
+
+    if hasattr(jax_distribution_lib, "initialize_rng"):
+        jax_distribution_lib.initialize_rng()
+
+
+def py_dataset_adapter(dataset: Any, class_weight: Any, shuffle: bool) -> Any:
+    """Keras's own adapter for a `keras.utils.PyDataset` (private in Keras 3.10-3.15)."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    return PyDatasetAdapter(dataset, class_weight=class_weight, shuffle=shuffle)

@@ -67,8 +67,6 @@ def _start(
     import sys
     import threading
 
-    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
-
     timeouts = {
         "heartbeat_timeout_seconds": heartbeat_timeout_seconds,
         "shutdown_timeout_seconds": shutdown_timeout_seconds,
@@ -88,8 +86,7 @@ def _start(
         process_id=process_id,
         **{name: value for name, value in timeouts.items() if name in accepted},
     )
-    if hasattr(jax_distribution_lib, "initialize_rng"):
-        jax_distribution_lib.initialize_rng()  # one seed on every process, as Keras does
+    _jax_distribution.seed_processes()  # one seed on every process, as Keras does
     if exit_on_error:
         sys.excepthook = _exit_on_uncaught(sys.excepthook)
         original = threading.excepthook
@@ -134,7 +131,6 @@ def _install_data_adapter() -> bool:
     `auto_shard_dataset=False`, under which Keras takes any input but leaves
     the sharding to the user; this keeps the default working.)
     """
-    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     def wrap(original: Any) -> Any:
         def get_data_adapter(
@@ -153,7 +149,7 @@ def _install_data_adapter() -> bool:
                 x = SparseDataset(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
                 shuffle = False
             # As Keras does for any PyDataset: `fit(shuffle=True)` shuffles the batch order.
-            return PyDatasetAdapter(
+            return _jax_distribution.py_dataset_adapter(
                 process_shard(x), class_weight=kwargs.get("class_weight"), shuffle=shuffle
             )
 
@@ -184,11 +180,6 @@ def _sparse_distribute_data(original: Any) -> Any:
     return distribute_data
 
 
-def _takes_layouts(original: Any) -> str | None:
-    params = list(inspect.signature(original).parameters)
-    return None if params[:2] == ["data", "layouts"] else f"it takes {params}, not (data, layouts)"
-
-
 def install() -> bool:
     """Make the three changes of the module doc (idempotent); False if any is missing."""
     done = [
@@ -204,7 +195,7 @@ def install() -> bool:
             "keras.src.backend.jax.trainer._distribute_data",
             _sparse_distribute_data,
             feature="sparse batches under keras.distribution (DataParallel, ModelParallel)",
-            check=_takes_layouts,
+            check=_compat.takes("data", "layouts"),
         )
     )
     done.append(_install_data_adapter())

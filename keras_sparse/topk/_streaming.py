@@ -8,7 +8,6 @@ k numbers per row (or the metric sums).
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from keras import ops
 
-from keras_sparse import _item_blocks, _ops, _output_targets, _validation, ranking
+from keras_sparse import _deprecation, _item_blocks, _ops, _output_targets, _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse.convert import canonical_csr
 from keras_sparse.data import SparseDataset
@@ -435,20 +434,5 @@ def evaluate_top_k(
     return {name: float(total / count) if count else 0.0 for name, total in zip(names, totals)}
 
 
-def _deprecated(new: Callable, old_name: str) -> Callable:
-    def old(*args: Any, **kwargs: Any) -> Any:
-        warnings.warn(
-            f"keras_sparse.{old_name} is deprecated and will be removed in the next release; "
-            f"use keras_sparse.{new.__name__} (same arguments).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return new(*args, **kwargs)
-
-    old.__name__ = old.__qualname__ = old_name
-    old.__doc__ = f"Deprecated spelling of `{new.__name__}`; it warns and calls it."
-    return old
-
-
-predict_topk = _deprecated(predict_top_k, "predict_topk")
-evaluate_topk = _deprecated(evaluate_top_k, "evaluate_topk")
+predict_topk = _deprecation.renamed(predict_top_k, "predict_topk")
+evaluate_topk = _deprecation.renamed(evaluate_top_k, "evaluate_topk")
