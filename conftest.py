@@ -1,8 +1,9 @@
 """Collection rules shared by the tests and the docstring examples.
 
 The README's test command runs the suite once per supported Keras backend
-(KERAS_BACKEND=tensorflow, then jax). Tests marked `tensorflow_only` and the
-docstring examples of TensorFlow-only modules are skipped on other backends.
+(KERAS_BACKEND=tensorflow, then jax, then torch). Tests marked `tensorflow_only`,
+`jax_only` or `torch_only`, and the docstring examples of one backend's modules,
+are skipped on the other backends.
 """
 
 import os
@@ -28,6 +29,7 @@ BACKEND_MODULES = {
         "keras_sparse/backend/_jax_lazy.py",
         "keras_sparse/backend/_jax_distribution.py",
     ],
+    "torch": ["keras_sparse/backend/torch.py"],
 }
 # Scripts that tests start as processes (tests/support): never collected, nor their doctests.
 collect_ignore = ["tests/support"]
@@ -37,8 +39,9 @@ for _backend, _modules in BACKEND_MODULES.items():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip `tensorflow_only` / `jax_only` tests on other backends, saying why."""
-    for marker, backend in (("tensorflow_only", "tensorflow"), ("jax_only", "jax")):
+    """Skip `tensorflow_only` / `jax_only` / `torch_only` tests on other backends, saying why."""
+    for backend in ("tensorflow", "jax", "torch"):
+        marker = f"{backend}_only"
         if BACKEND == backend:
             continue
         skip = pytest.mark.skip(reason=f"needs the {backend} backend; Keras backend is {BACKEND}")

@@ -12,7 +12,11 @@ against hand-written JAX, on a GPU when JAX has one); results go to
 `results_jax.json` and the plots to a `jax/` subfolder. `bench_feed.py`
 measures Keras's TensorFlow SciPy path and runs on TensorFlow only.
 
-Usage: python benchmarks/run_all.py [--backend tensorflow|jax] [--quick]
+With `--backend torch` it runs `bench_torch.py` (keras_sparse against Keras's own torch path,
+the step from 1M to 4M features, and `predict_top_k` against a plain `torch.topk`); results go
+to `results_torch.json`.
+
+Usage: python benchmarks/run_all.py [--backend tensorflow|jax|torch] [--quick]
 """
 
 from __future__ import annotations
@@ -61,10 +65,17 @@ BENCHMARKS = {
         [],  # GPU: 50k users, 1M and 10M features; CPU: 10k users, the same features
         ["--users", "2000", "--features", "100000,1000000", "--steps", "10"],
     ),
+    "torch": (
+        "bench_torch.py",
+        [],  # 8192 rows x 1M features (step also at 4M); top-k 20k users x 20k items
+        ["--rows", "2048", "--features", "200000", "--scale-features", "800000"]
+        + ["--users", "4000", "--items", "4000"],
+    ),
 }
 BACKENDS = {
     "tensorflow": ["feed", "sparse_input", "topk", "outputs"],
     "jax": ["sparse_input", "topk", "jax_fit", "jax_scale", "outputs"],
+    "torch": ["torch"],
 }
 
 
@@ -176,6 +187,12 @@ def ratios(results: dict) -> list[tuple[str, float, str]]:
                         "<= 1.0",
                     )
                 )
+    torch_run = results.get("torch")
+    if torch_run:
+        r = torch_run["ratios"]
+        rows.append(("torch SDI+LazyAdam / Keras Dense+Adam: step", 1 / r["speedup"], "<= 0.05"))
+        rows.append(("torch SDI+LazyAdam step: 4M / 1M features", r["scale_growth"], "<= 1.3"))
+        rows.append(("torch predict_top_k / plain torch.topk", r["topk_ratio"], "<= 1.5"))
     return rows
 
 
@@ -264,9 +281,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plots-dir", type=Path)
     args = parser.parse_args()
-    jax = args.backend == "jax"
-    out = args.out or HERE / ("results_jax.json" if jax else "results.json")
-    plots_dir = args.plots_dir or ROOT / "docs" / "assets" / "benchmarks" / ("jax" if jax else "")
+    suffix = "" if args.backend == "tensorflow" else f"_{args.backend}"
+    out = args.out or HERE / f"results{suffix}.json"
+    plots_dir = args.plots_dir or ROOT / "docs" / "assets" / "benchmarks" / suffix.lstrip("_")
     names = args.only or BACKENDS[args.backend]
     start = time.perf_counter()
     results, seconds = {}, {}

@@ -176,13 +176,32 @@ def replace(
         return _record(target, feature, versions, reason)
     if getattr(original, _ORIGINAL, None) == target:  # installed by an earlier copy of us
         return _record(target, feature, versions)
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _ORIGINAL, target)
+    made = make(original)
+    # A static or class method is wrapped inside: their own attributes are read-only.
+    kind = type(made) if isinstance(made, (staticmethod, classmethod)) else None
+    function = functools.wraps(original)(made.__func__ if kind else made)
+    setattr(function, _ORIGINAL, target)
+    replacement = kind(function) if kind else function
     own = name in vars(owner)  # False: a class inherits it, so restoring deletes ours
     setattr(owner, name, replacement)
     _RESTORE[target] = (
         (lambda: setattr(owner, name, original)) if own else (lambda: delattr(owner, name))
     )
+    return _record(target, feature, versions)
+
+
+def set_value(target: str, value: Any, *, feature: str, versions: str = TESTED) -> bool:
+    """Set the Keras module constant `target` (a flag such as `SUPPORTS_SPARSE_TENSORS`), once.
+
+    Returns:
+        Whether it is set; when the constant is missing, one warning said why.
+    """
+    found = _find(target)
+    if found is True or isinstance(found, str):
+        return found is True or _record(target, feature, versions, found)
+    owner, name, original = found
+    setattr(owner, name, value)
+    _RESTORE[target] = lambda: setattr(owner, name, original)
     return _record(target, feature, versions)
 
 

@@ -136,9 +136,11 @@ def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
     """
     forward = functools.partial(_forward_looped, block=block)
     backward = functools.partial(_backward_looped, block=block)
+    # torch's custom gradient saves its inputs, which must be tensors (not arrays or variables).
+    h, kernel = ops.convert_to_tensor(h), ops.convert_to_tensor(kernel)
     if bias is None:
         return _log_partition_no_bias(forward, backward)(h, kernel)
-    return _log_partition_bias(forward, backward)(h, kernel, bias)
+    return _log_partition_bias(forward, backward)(h, kernel, ops.convert_to_tensor(bias))
 
 
 def _upstream(args: tuple, upstream: Any) -> Any:

@@ -158,7 +158,7 @@ def _checked_loss(original: Callable) -> Callable:
             warnings.warn(advice, UserWarning, stacklevel=3)
         try:
             return original(self, y_true, y_pred, sample_weight)
-        except (TypeError, ValueError, NotImplementedError) as err:
+        except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
             if advice:  # Keras's own error says nothing about the cause
                 raise ValueError(advice) from err
             raise
@@ -208,6 +208,129 @@ def keras_batch_from_scipy(original: Callable) -> Callable:
     return scipy_to_backend
 
 
+def _host_batch(value: Any) -> Any:
+    """`value` (a batch: nested tuples, lists, dicts) with SciPy leaves as host sparse tensors."""
+    if sp.issparse(value):  # before the dict test: dok_matrix is a dict subclass
+        return keras_batch_from_scipy(None)(value)
+    if isinstance(value, (list, tuple)) and not B.is_sparse(value):
+        return type(value)(_host_batch(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _host_batch(v) for key, v in value.items()}
+    return value
+
+
+def _torch_convert_to_tensor(original: Callable) -> Callable:
+    """Keras's torch `convert_to_tensor` keeping torch sparse tensors sparse.
+
+    Keras raises on `sparse=True` (what a functional model passes for an
+    `Input(sparse=True)`); here a sparse tensor passes through (moved to
+    Keras's device and cast like a dense one), a SciPy matrix becomes one, a
+    dense value is converted as usual, and `sparse=False` densifies a sparse
+    tensor, as on the other backends.
+    """
+
+    def convert_to_tensor(x: Any, dtype: Any = None, sparse: Any = None, ragged: Any = None) -> Any:
+        if sp.issparse(x):
+            x = _to_backend(x)
+        if B.is_sparse(x) and sparse is False:
+            x = x.to_dense()
+        return original(x, dtype=dtype, sparse=None, ragged=ragged)
+
+    return convert_to_tensor
+
+
+def _torch_scipy_slice(original: Callable) -> Any:
+    """The SciPy batch of Keras's torch array adapter, sparse (Keras calls `todense()`)."""
+
+    def convert_to_torch_compatible(x: Any) -> Any:
+        return keras_batch_from_scipy(original)(x)
+
+    return staticmethod(convert_to_torch_compatible)
+
+
+def _torch_loader(original: Callable) -> Callable:
+    """Keras's torch loader for `PyDataset`s and generators, SciPy batches made sparse."""
+
+    def get_torch_dataloader(iterable: Any) -> Any:
+        return original(_host_batch(batch) for batch in iterable)
+
+    return get_torch_dataloader
+
+
+def _uses_sparse(model: Any) -> bool:
+    inputs = getattr(model, "_inputs", None) or []
+    if any(getattr(x, "sparse", False) for x in inputs):
+        return True
+    return any(
+        type(layer).__module__.startswith("keras_sparse") for layer in model._flatten_layers()
+    )
+
+
+def _torch_eager_with_sparse(original: Callable) -> Callable:
+    """`jit_compile=True` on a sparse model runs eagerly, with one warning."""
+
+    def _should_torch_compile(self: Any) -> bool:
+        if self.jit_compile and _uses_sparse(self):
+            if not getattr(self, "_keras_sparse_jit_warned", False):
+                object.__setattr__(self, "_keras_sparse_jit_warned", True)
+                warnings.warn(
+                    f"Model {self.name!r} has sparse inputs or keras_sparse layers, which "
+                    "torch.compile cannot trace (sparse tensors are not supported), so "
+                    "jit_compile=True is ignored and the model runs eagerly. Compile with "
+                    "jit_compile=False to silence this.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            self.jit_compile = False
+            return False
+        return original(self)
+
+    return _should_torch_compile
+
+
+def _install_torch() -> list[bool]:
+    """The changes Keras's torch backend needs to carry sparse tensors (Keras 3.10-3.15)."""
+    slicing = "keras.src.trainers.data_adapters"
+    return [
+        _compat.set_value(
+            "keras.src.backend.SUPPORTS_SPARSE_TENSORS",
+            True,
+            feature="keras.Input(..., sparse=True) on the torch backend",
+        ),
+        _compat.replace(
+            "keras.src.backend.torch.core.convert_to_tensor",
+            _torch_convert_to_tensor,
+            feature="torch sparse tensors through a functional model's sparse Input",
+            check=_compat.takes("x", "dtype", "sparse", "ragged"),
+        ),
+        _compat.replace(
+            f"{slicing}.array_slicing.ScipySparseSliceable.convert_to_torch_compatible",
+            _torch_scipy_slice,
+            feature="fit/evaluate/predict on SciPy matrices without densifying every batch (torch)",
+            check=_compat.takes("x"),
+        ),
+        _compat.replace(
+            f"{slicing}.data_adapter_utils.get_torch_dataloader",
+            _torch_loader,
+            feature="PyDatasets and generators that yield SciPy batches, kept sparse (torch)",
+            check=_compat.takes("iterable"),
+        ),
+        _compat.replace(
+            "keras.src.backend.torch.trainer.TorchTrainer._should_torch_compile",
+            _torch_eager_with_sparse,
+            feature="jit_compile=True on sparse models (runs eagerly, with a warning)",
+            check=_compat.takes("self"),
+        ),
+    ]
+
+
+#: Keras's function that turns a SciPy batch into the backend's tensor, per backend.
+_SCIPY_CONVERTERS = {
+    "tensorflow": "scipy_sparse_to_tf_sparse",
+    "jax": "scipy_sparse_to_jax_sparse",
+}
+
+
 def install() -> bool:
     """Install the changes above through `_compat` (idempotent); False if any is missing."""
     done = [
@@ -238,13 +361,15 @@ def install() -> bool:
             check=_compat.takes("self", "flat_inputs"),
         )
     )
-    converter = {"tensorflow": "scipy_sparse_to_tf_sparse", "jax": "scipy_sparse_to_jax_sparse"}
-    done.append(
-        _compat.replace(
-            f"keras.src.trainers.data_adapters.data_adapter_utils.{converter[B.NAME]}",
-            keras_batch_from_scipy,
-            feature="fit/evaluate/predict on unsorted or duplicate COO matrices (TensorFlow) "
-            "and without a recompile per batch (JAX)",
+    if B.NAME in _SCIPY_CONVERTERS:
+        done.append(
+            _compat.replace(
+                "keras.src.trainers.data_adapters.data_adapter_utils." + _SCIPY_CONVERTERS[B.NAME],
+                keras_batch_from_scipy,
+                feature="fit/evaluate/predict on unsorted or duplicate COO matrices "
+                "(TensorFlow) and without a recompile per batch (JAX)",
+            )
         )
-    )
+    else:  # torch: Keras has no converter of its own, it densifies
+        done.extend(_install_torch())
     return all(done)

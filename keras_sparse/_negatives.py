@@ -2,8 +2,8 @@
 
 One sample of `num` items is shared by the whole batch. Items come from an
 integer hash (MurmurHash3's 32-bit finaliser) of the layer's seed state and
-the sample position, computed in uint32 with `keras.ops`, so TensorFlow and
-JAX draw exactly the same items for the same seed (their own random number
+the sample position, computed in uint32 with `keras.ops`, so TensorFlow,
+JAX and torch draw exactly the same items for the same seed (their own random number
 generators differ). Sampling is with replacement: uniform over the items, or
 proportional to item counts through the cumulative counts.
 """
@@ -18,20 +18,30 @@ from keras import ops
 from keras_sparse import backend as B
 
 
+def _u32(h: Any) -> Any:
+    """`h` modulo 2**32: a no-op for uint32, and the same value where the backend widens it.
+
+    Keras's torch backend holds "uint32" as int64, where products and sums
+    outgrow 32 bits; their low 32 bits are still the uint32 result.
+    """
+    return ops.bitwise_and(h, ops.cast(0xFFFFFFFF, "uint32"))
+
+
 def _fmix(h: Any) -> Any:
     h = ops.bitwise_xor(h, ops.right_shift(h, 16))
-    h = ops.multiply(h, ops.cast(0x85EBCA6B, "uint32"))
+    h = _u32(ops.multiply(h, ops.cast(0x85EBCA6B, "uint32")))
     h = ops.bitwise_xor(h, ops.right_shift(h, 13))
-    h = ops.multiply(h, ops.cast(0xC2B2AE35, "uint32"))
+    h = _u32(ops.multiply(h, ops.cast(0xC2B2AE35, "uint32")))
     return ops.bitwise_xor(h, ops.right_shift(h, 16))
 
 
 def hashes(seed: Any, num: int) -> Any:
     """`num` well-mixed uint32 values from a 2-element integer seed state."""
     seed = ops.cast(seed, "uint32")
-    base = _fmix(ops.add(seed[0], _fmix(ops.add(seed[1], ops.cast(0x9E3779B9, "uint32")))))
+    golden = ops.cast(0x9E3779B9, "uint32")
+    base = _fmix(_u32(ops.add(seed[0], _fmix(_u32(ops.add(seed[1], golden))))))
     position = ops.cast(ops.arange(num), "uint32")
-    return _fmix(ops.add(ops.multiply(position, ops.cast(0x9E3779B9, "uint32")), base))
+    return _fmix(_u32(ops.add(_u32(ops.multiply(position, golden)), base)))
 
 
 def sample(seed: Any, num: int, num_items: int, cumulative: Any = None) -> tuple[Any, Any]:

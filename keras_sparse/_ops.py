@@ -64,9 +64,25 @@ def and_valid(mask: Any, valid: Any) -> Any:
     return mask if valid is None else ops.logical_and(mask, valid)
 
 
+def divide_no_nan(x: Any, y: Any) -> Any:
+    """`x / y`, 0 where `y == 0`, with a zero (not NaN) gradient there on every backend.
+
+    Keras 3.10's torch `divide_no_nan` divides by the zero and then masks, so its
+    gradient is NaN wherever `y` is 0 (an empty row); Keras 3.15 divides safely.
+    """
+    zero = ops.equal(y, 0)
+    out = x / ops.where(zero, ops.ones_like(y), y)
+    return ops.where(zero, ops.zeros_like(out), out)
+
+
 def row_sum(values: Any, rows: Any, num_rows: Any) -> Any:
     """Sum per-entry `values` into `num_rows` rows; padding rows fall outside and drop."""
-    return ops.segment_sum(values, rows, num_segments=num_rows)
+    return B.segment_sum(values, rows, num_rows)
+
+
+def row_max(values: Any, rows: Any, num_rows: Any) -> Any:
+    """Maximum of per-entry `values` per row."""
+    return B.segment_max(values, rows, num_rows)
 
 
 def gather_entries(dense: Any, indices: Any) -> Any:
@@ -170,7 +186,7 @@ def top_k_excluding_candidates(
     width = ops.shape(values)[1]
     narrow = min(k, width) if isinstance(width, int) else ops.minimum(k, width)
     # Second pass over the short list: stable, so rank order and ties are kept.
-    _, position = ops.top_k(ops.cast(ops.logical_not(dropped), "int32"), narrow)
+    _, position = B.top_k(ops.cast(ops.logical_not(dropped), "int32"), narrow)
     values = ops.take_along_axis(values, position, axis=1)
     indices = ops.take_along_axis(indices, position, axis=1)
     return values, indices, ops.greater(values, MINUS_INF)

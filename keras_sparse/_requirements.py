@@ -1,7 +1,7 @@
 """Fail in one line, before Keras is imported, when the chosen backend is not installed.
 
 keras_sparse depends on Keras, NumPy and SciPy only; each backend is an extra
-(`pip install "keras-sparse[tensorflow]"`, `[jax]`). Keras picks its backend
+(`pip install "keras-sparse[tensorflow]"`, `[jax]`, `[torch]`). Keras picks its backend
 from `KERAS_BACKEND`, else from `keras.json` in `KERAS_HOME` (default
 `~/.keras`), else TensorFlow, and `import keras` itself fails with a bare
 `ModuleNotFoundError` when that backend is missing. This module reads the same
@@ -16,7 +16,11 @@ import json
 import os
 
 #: Keras backend name -> (module that must be importable, keras-sparse extra).
-BACKENDS = {"tensorflow": ("tensorflow", "tensorflow"), "jax": ("jax", "jax")}
+BACKENDS = {
+    "tensorflow": ("tensorflow", "tensorflow"),
+    "jax": ("jax", "jax"),
+    "torch": ("torch", "torch"),
+}
 
 
 def chosen_backend() -> str:

@@ -3,7 +3,8 @@
 The canonical form (see DEFINITIONS): indices in row-major order, duplicates
 summed, explicit zeros kept, the shape of the input. `to_sparse` returns the
 active backend's sparse tensor (`tf.SparseTensor` on TensorFlow, a padded
-`jax.experimental.sparse.BCOO` on JAX); `to_scipy` is its inverse for either.
+`jax.experimental.sparse.BCOO` on JAX, a coalesced `torch.sparse_coo_tensor` on
+torch); `to_scipy` is its inverse for any of them.
 `to_sparse_tensor` is the TensorFlow-only spelling kept for existing code.
 """
 
@@ -46,11 +47,14 @@ def _resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype | None:
         return None
     try:
         resolved = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
-    except TypeError as err:
-        raise TypeError(
-            f"`{name}` must be a NumPy/TensorFlow dtype or its name such as 'float32', "
-            f"got {dtype!r}."
-        ) from err
+    except TypeError:
+        try:  # a dtype of the backend (torch.float32, ...), as Keras names it
+            resolved = np.dtype(keras.backend.standardize_dtype(dtype))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"`{name}` must be a NumPy or backend dtype or its name such as 'float32', "
+                f"got {dtype!r}."
+            ) from err
     _validation.check_dtype(resolved, name)
     return resolved
 
@@ -120,24 +124,36 @@ def coo_parts(x: SparseLike, name: str = "x", dtype: Any = None) -> tuple:
     return indices, values, tuple(int(d) for d in shape)
 
 
-def is_sparse_tensor(x: Any) -> bool:
-    """Whether `x` is a `tf.SparseTensor` or a JAX `BCOO`, whichever backend is active.
+#: Framework of a sparse tensor, told by its type name (TensorFlow, JAX) or layout (torch).
+_SPARSE_TYPES = {"SparseTensor": "tensorflow", "BCOO": "jax"}
+_TORCH_SPARSE_LAYOUTS = ("torch.sparse_coo", "torch.sparse_csr")
 
-    Checked by type name, so a tensor of the other framework is recognised
-    without importing that framework.
+
+def _sparse_framework(x: Any) -> str | None:
+    """`"tensorflow"`, `"jax"` or `"torch"` for a sparse tensor of that framework, else None."""
+    if B.is_sparse(x):
+        return B.NAME
+    framework = _SPARSE_TYPES.get(type(x).__name__)
+    if framework is None and str(getattr(x, "layout", "")) in _TORCH_SPARSE_LAYOUTS:
+        framework = "torch"
+    return framework
+
+
+def is_sparse_tensor(x: Any) -> bool:
+    """Whether `x` is a `tf.SparseTensor`, a JAX `BCOO` or a torch sparse tensor.
+
+    Recognised by type name or layout, so a tensor of another framework than
+    the active backend's is recognised without importing that framework.
     """
-    return B.is_sparse(x) or type(x).__name__ in ("SparseTensor", "BCOO")
+    return _sparse_framework(x) is not None
 
 
 def sparse_tensor_parts(x: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Host `(indices, values, shape)` of a `tf.SparseTensor` or `BCOO`, as stored (no padding)."""
-    if type(x).__name__ == "BCOO":
-        from keras_sparse.backend import jax as jax_backend
+    """Host `(indices, values, shape)` of any framework's sparse tensor, as stored (no padding)."""
+    import importlib
 
-        return jax_backend.sparse_to_coo(x)
-    from keras_sparse.backend import tensorflow as tf_backend
-
-    return tf_backend.sparse_to_coo(x)
+    framework = _sparse_framework(x)
+    return importlib.import_module(f"keras_sparse.backend.{framework}").sparse_to_coo(x)
 
 
 def to_sparse(x: SparseLike, dtype: Any = None) -> Any:
@@ -146,12 +162,14 @@ def to_sparse(x: SparseLike, dtype: Any = None) -> Any:
     On TensorFlow the result is a canonical `tf.SparseTensor`; on JAX a
     `jax.experimental.sparse.BCOO` whose entry count is padded to a power of
     two (padding slots sit at the out-of-range index `shape` with value 0 and
-    are never data). Either way the stored entries are in row-major order,
+    are never data); on torch a coalesced `torch.sparse_coo_tensor` on Keras's
+    device. Either way the stored entries are in row-major order,
     duplicates summed and explicit zeros kept. `to_scipy` is the inverse.
 
     Args:
         x: A SciPy sparse matrix or array of any format, a NumPy array (its
-            non-zero entries are stored), a `tf.SparseTensor` or a `BCOO`.
+            non-zero entries are stored), a `tf.SparseTensor`, a `BCOO` or a torch
+            sparse tensor (COO or CSR).
         dtype: Value dtype of the result, e.g. `"float32"`. `None` keeps the
             dtype of `x` (on JAX without `JAX_ENABLE_X64`, JAX itself turns
             64-bit values into 32-bit ones).
@@ -257,7 +275,8 @@ def to_scipy(st: Any) -> sp.csr_matrix:
     indices are sorted and summed; JAX padding slots are dropped.
 
     Args:
-        st: An eager 2-D `tf.SparseTensor` or `jax.experimental.sparse.BCOO`.
+        st: An eager 2-D `tf.SparseTensor`, `jax.experimental.sparse.BCOO` or torch
+            sparse tensor (COO or CSR).
 
     Returns:
         A `scipy.sparse.csr_matrix` with the shape and value dtype of `st`.
@@ -276,7 +295,8 @@ def to_scipy(st: Any) -> sp.csr_matrix:
     """
     if not is_sparse_tensor(st):
         raise TypeError(
-            f"`st` must be a tf.SparseTensor or a JAX BCOO, got {type(st).__name__}. "
+            f"`st` must be a tf.SparseTensor, a JAX BCOO or a torch sparse tensor, got "
+            f"{type(st).__name__}. "
             "Use keras_sparse.to_sparse to build one."
         )
     indices, values, shape = sparse_tensor_parts(st)

@@ -106,7 +106,7 @@ def export_saved_model(
     """
     B.require_tensorflow(
         "keras_sparse.export_saved_model (a TensorFlow SavedModel)",
-        "On JAX, save with model.save('model.keras'); to serve from TensorFlow, load that "
+        "On JAX or torch, save with model.save('model.keras'); to serve from TensorFlow, load that "
         "file in a process with KERAS_BACKEND=tensorflow and export it there.",
     )
     if not isinstance(model, keras.Model):

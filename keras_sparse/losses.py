@@ -198,10 +198,10 @@ def _per_row(
         # Under a tf.distribute strategy the counts are those of the global batch,
         # so the replicas together give total loss / total entries, as on one device.
         count, rows_in_batch = B.replica_sum(ops.sum(counts), ops.cast(num_rows, totals.dtype))
-        return ops.divide_no_nan(totals * rows_in_batch, count)
+        return _ops.divide_no_nan(totals * rows_in_batch, count)
     if not mean:
         return totals
-    return ops.divide_no_nan(totals, counts)
+    return _ops.divide_no_nan(totals, counts)
 
 
 def _squared(t: Any, p: Any) -> Any:

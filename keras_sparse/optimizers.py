@@ -24,7 +24,11 @@ class LazyAdam(keras.optimizers.Adam):
     (`tf.IndexedSlices`) gradient of the table; on JAX, whose gradients are
     dense, `model.fit` takes the gradient with respect to the gathered rows
     only and updates those rows in place (see the Backends guide), so a step
-    costs the same at 1M and at 4M features.
+    costs the same at 1M and at 4M features; on torch the gathered rows'
+    gradient is a sparse COO tensor over those rows, updated in place. On JAX
+    and torch, `clipnorm`, `clipvalue`, `global_clipnorm` and gradient
+    accumulation read gradients densely: `LazyAdam` then warns once and
+    updates whole tables (still correctly).
 
     Semantic difference: the moments of rows that a step does not touch do not
     decay, and those rows do not move (Adam would keep moving them with their
@@ -52,7 +56,7 @@ class LazyAdam(keras.optimizers.Adam):
 
     """
 
-    #: Tells the JAX training step that `update_step` takes row gradients.
+    #: Tells the JAX and torch training steps that `update_step` takes row gradients.
     row_sparse_updates = True
 
     def __init__(

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument(
         "--backend",
-        choices=["tensorflow", "jax"],
+        choices=["tensorflow", "jax", "torch"],
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

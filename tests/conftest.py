@@ -110,16 +110,22 @@ def dense_of(x):
         out = np.zeros(shape, dtype=values.dtype)
         np.add.at(out, tuple(indices.T), values)
         return out
-    return np.asarray(x)
+    return keras.ops.convert_to_numpy(x)
 
 
 def gradient(fn, value):
-    """Gradient of `sum(fn(v))` with respect to `v` at `value`, as NumPy, on either backend."""
+    """Gradient of `sum(fn(v))` with respect to `v` at `value`, as NumPy, on any backend."""
     value = np.asarray(value, dtype=np.float32)
     if keras.backend.backend() == "jax":
         import jax
 
         return np.asarray(jax.grad(lambda v: jax.numpy.sum(fn(v)))(jax.numpy.asarray(value)))
+    if keras.backend.backend() == "torch":
+        import torch
+
+        v = torch.tensor(value, requires_grad=True)
+        torch.sum(fn(v)).backward()
+        return v.grad.numpy()
     import tensorflow as tf
 
     v = tf.Variable(value)

@@ -189,7 +189,7 @@ def test_train_save_topk_evaluate_round_trip_matches_the_python_api(tmp_path):
 
 @pytest.mark.slow
 @once
-def test_demo_and_the_jax_backend_and_unknown_items(tmp_path):
+def test_demo_the_jax_and_torch_backends_and_unknown_items(tmp_path):
     ratings = _write_ratings(tmp_path / "u.data", header=False, sep="\t")
     out = tmp_path / "recs.npz"
     done = _run("demo", "--data", ratings, "--out", out, "--epochs", "2", "-k", "5",
@@ -210,6 +210,10 @@ def test_demo_and_the_jax_backend_and_unknown_items(tmp_path):
     done = _run("evaluate", tmp_path / "m.keras", "--input", other, "--target", target, "-k", "2")
     assert done.returncode == 0, done.stderr
     assert "1 users are not in the input" in done.stderr and "ndcg@2" in done.stdout
+    done = _run("--backend", "torch", "topk", tmp_path / "m.keras", other, "-k", "2",
+                "-o", tmp_path / "t.csv")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _csv_rows(tmp_path / "t.csv") == _csv_rows(tmp_path / "o.csv")  # same as on JAX
 
 
 def test_plot_without_matplotlib_says_which_extra(tmp_path, capsys, monkeypatch):

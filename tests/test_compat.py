@@ -36,6 +36,14 @@ PER_BACKEND = {
         "keras.src.backend.jax.trainer._distribute_data",
         "keras.src.trainers.data_adapters.get_data_adapter",
     ],
+    "torch": [
+        "keras.src.backend.SUPPORTS_SPARSE_TENSORS",
+        "keras.src.backend.torch.core.convert_to_tensor",
+        "keras.src.trainers.data_adapters.array_slicing.ScipySparseSliceable"
+        ".convert_to_torch_compatible",
+        "keras.src.trainers.data_adapters.data_adapter_utils.get_torch_dataloader",
+        "keras.src.backend.torch.trainer.TorchTrainer._should_torch_compile",
+    ],
 }
 
 

@@ -33,7 +33,7 @@ def test_every_format_matches_dense(cls, small_coo):
     x = cls(small_coo)
     st_ = ks.to_sparse(x)
     dense = small_coo.toarray()
-    assert keras.backend.standardize_dtype(st_.indices.dtype) == B.INDEX_DTYPE
+    assert keras.backend.standardize_dtype(B.coo(st_)[0].dtype) == B.INDEX_DTYPE
     assert host_coo(st_)[2] == dense.shape
     assert _is_row_major_unique(host_coo(st_)[0])
     np.testing.assert_array_equal(dense_of(st_), dense)

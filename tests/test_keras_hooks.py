@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import keras_sparse as ks
-from conftest import MATRIX_CLASSES
+from conftest import MATRIX_CLASSES, dense_of
 
 X = sp.random(16, 9, density=0.3, format="csr", random_state=0, dtype=np.float32)
 Y = sp.random(16, 6, density=0.4, format="csr", random_state=1, dtype=np.float32)
@@ -38,11 +38,11 @@ def test_model_and_layer_calls_accept_every_scipy_format(fmt):
     model = _model()
     x = fmt(X)
     expected = _reference_scores(model, X)
-    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense_of(model(x)), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-5, atol=1e-6)
     table = model.layers[1].get_weights()[0]
     np.testing.assert_allclose(
-        np.asarray(model.layers[1](x)), X.toarray() @ table, rtol=1e-5, atol=1e-6
+        dense_of(model.layers[1](x)), X.toarray() @ table, rtol=1e-5, atol=1e-6
     )
 
 

@@ -19,7 +19,9 @@ Each backend file defines the names in `API` below:
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
 - `top_k` (ties to the lower index), `stable_argsort`, `searchsorted`, `replace_nan`,
-  `replica_sum`, `compile_fn`, `sparse_dense_matmul`, `sparse_num_rows`, `sparse_shape`;
+  `segment_sum` and `segment_max` (safe on empty batches), `replica_sum`, `compile_fn`
+  (compiles an inference function: no gradients), `sparse_dense_matmul`,
+  `sparse_num_rows`, `sparse_shape`;
 - item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs) and
   `dense_gradient`;
 - Keras's batches and steps: `host_sparse_from_coo` (a SciPy batch as Keras's
@@ -36,14 +38,14 @@ from __future__ import annotations
 
 import keras
 
-SUPPORTED = ("tensorflow", "jax")  # one file each in this package
+SUPPORTED = ("tensorflow", "jax", "torch")  # one file each in this package
 
 _name = keras.backend.backend()
 if _name not in SUPPORTED:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"keras_sparse supports the Keras backends {list(SUPPORTED)}, but Keras is using "
-        f"{_name!r}. Set the environment variable KERAS_BACKEND=jax or "
-        "KERAS_BACKEND=tensorflow before importing keras."
+        f"{_name!r}. Set the environment variable KERAS_BACKEND to one of them before "
+        "importing keras."
     )
 # The interface every backend file defines (see the module docstring).
 API = (
@@ -70,6 +72,8 @@ API = (
     "replica_sum",
     "scatter_set",
     "searchsorted",
+    "segment_max",
+    "segment_sum",
     "sparse_dense_matmul",
     "sparse_from_coo",
     "sparse_num_rows",
@@ -82,8 +86,10 @@ API = (
 )
 if _name == "tensorflow":
     from keras_sparse.backend import tensorflow as _backend
-else:
+elif _name == "jax":
     from keras_sparse.backend import jax as _backend
+else:
+    from keras_sparse.backend import torch as _backend
 _missing = [name for name in API if not hasattr(_backend, name)]
 if _missing:  # pragma: no cover - a backend file under construction
     raise ImportError(f"keras_sparse.backend.{_name} does not define {_missing}.")
@@ -111,6 +117,8 @@ replace_nan = _backend.replace_nan
 replica_sum = _backend.replica_sum
 scatter_set = _backend.scatter_set
 searchsorted = _backend.searchsorted
+segment_max = _backend.segment_max
+segment_sum = _backend.segment_sum
 sparse_dense_matmul = _backend.sparse_dense_matmul
 sparse_from_coo = _backend.sparse_from_coo
 sparse_num_rows = _backend.sparse_num_rows

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 from jax.experimental import sparse as jsparse
 
@@ -349,3 +350,13 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
 def train_step(model: Any, step: Callable, args: tuple) -> Any:
     """Run Keras's train step, with row-sparse `LazyAdam` updates (see `_jax_lazy`)."""
     return _jax_lazy.lazy_train_step(model, step, *args)
+
+
+def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
+    """Sum `values` into `num_segments` rows by `segments`; out-of-range segments drop."""
+    return keras.ops.segment_sum(values, segments, num_segments=num_segments)
+
+
+def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
+    """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
+    return keras.ops.segment_max(values, segments, num_segments=num_segments)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -329,3 +330,13 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
 def train_step(model: Any, step: Callable, args: tuple) -> Any:
     """Run Keras's train step: TensorFlow's gradients of gathered rows are already sparse."""
     return step(*args)
+
+
+def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
+    """Sum `values` into `num_segments` rows by `segments`; out-of-range segments drop."""
+    return keras.ops.segment_sum(values, segments, num_segments=num_segments)
+
+
+def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
+    """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
+    return keras.ops.segment_max(values, segments, num_segments=num_segments)

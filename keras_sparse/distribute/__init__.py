@@ -54,7 +54,7 @@ def initialize(
 
     Raises:
         RuntimeError: on the TensorFlow backend (use
-            `tf.distribute.MultiWorkerMirroredStrategy`, see `enable_sparse`).
+            `tf.distribute.MultiWorkerMirroredStrategy`, see `enable_sparse`) and on torch.
 
     Examples:
         >>> import keras, keras_sparse  # doctest: +SKIP
@@ -65,7 +65,8 @@ def initialize(
         raise RuntimeError(
             "keras_sparse.distribute.initialize starts a multi-process JAX run, but Keras is "
             f"using {B.NAME!r}. On TensorFlow, use tf.distribute.MultiWorkerMirroredStrategy "
-            "with keras_sparse.distribute.enable_sparse and distribute_dataset."
+            "with keras_sparse.distribute.enable_sparse and distribute_dataset (Keras has no "
+            "multi-process training for torch)."
         )
     if not isinstance(coordinator_address, str) or ":" not in coordinator_address:
         raise ValueError(

@@ -26,7 +26,10 @@ from keras_sparse.data import SparseDataset
 if B.NAME == "tensorflow":
     import tensorflow as tf
 
-_ON_JAX = "On JAX, scale out with keras.distribution (DataParallel / ModelParallel) instead."
+_ON_JAX = (
+    "On JAX, scale out with keras.distribution (DataParallel / ModelParallel) instead; "
+    "Keras has no multi-device training for torch."
+)
 
 __all__ = ["SUPPORTED_KERAS", "distribute_dataset", "enable_sparse"]
 

@@ -126,10 +126,10 @@ class SparseDenseInput(keras.layers.Layer):
         batch = B.sparse_num_rows(inputs)
         out = _ops.row_sum(picked * weights[:, None], rows, batch)
         if self.combiner == "mean":
-            out = ops.divide_no_nan(out, _ops.row_sum(weights, rows, batch)[:, None])
+            out = _ops.divide_no_nan(out, _ops.row_sum(weights, rows, batch)[:, None])
         elif self.combiner == "sqrtn":
             norm = ops.sqrt(_ops.row_sum(ops.square(weights), rows, batch))
-            out = ops.divide_no_nan(out, norm[:, None])
+            out = _ops.divide_no_nan(out, norm[:, None])
         return out
 
     def _combine_dense(self, inputs: Any) -> Any:
@@ -137,10 +137,10 @@ class SparseDenseInput(keras.layers.Layer):
         inputs = ops.cast(inputs, self.compute_dtype)
         out = ops.matmul(inputs, ops.cast(self.kernel, self.compute_dtype))
         if self.combiner == "mean":
-            out = ops.divide_no_nan(out, ops.sum(inputs, axis=1, keepdims=True))
+            out = _ops.divide_no_nan(out, ops.sum(inputs, axis=1, keepdims=True))
         elif self.combiner == "sqrtn":
             norm = ops.sqrt(ops.sum(ops.square(inputs), axis=1, keepdims=True))
-            out = ops.divide_no_nan(out, norm)
+            out = _ops.divide_no_nan(out, norm)
         return out
 
     def call(self, inputs: Any) -> Any:

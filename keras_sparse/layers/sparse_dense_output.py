@@ -301,10 +301,10 @@ class SparseDenseOutput(keras.layers.Layer):
         neg = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
         pos = scores if e.valid is None else ops.where(e.valid, scores, _ops.MINUS_INF)
         top = ops.stop_gradient(
-            ops.maximum(ops.max(neg, axis=1), ops.segment_max(pos, e.rows, num_rows))
+            ops.maximum(ops.max(neg, axis=1), _ops.row_max(pos, e.rows, num_rows))
         )
         top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))
-        pos_sum = ops.segment_sum(ops.exp(pos - self._gather(top, e.rows)), e.rows, num_rows)
+        pos_sum = _ops.row_sum(ops.exp(pos - self._gather(top, e.rows)), e.rows, num_rows)
         total = pos_sum + ops.sum(ops.exp(neg - top[:, None]), axis=1)
         return top + ops.log(total)
 

@@ -1,4 +1,4 @@
-"""Tests that start their own processes: JAX without TensorFlow, and .keras files across backends.
+"""Tests that start their own processes: JAX without TensorFlow, .keras files across backends.
 
 They run from the TensorFlow session of the README's test command only (each
 starts the processes and backends it needs), so they run once per test run.
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-        reason="starts its own JAX and TensorFlow processes; runs once, from the TensorFlow run",
+        reason="starts its own processes of each backend; runs once, from the TensorFlow run",
     ),
 ]
 
@@ -39,7 +39,10 @@ def test_everything_runs_on_jax_where_tensorflow_cannot_be_imported():
     assert "OK without tensorflow" in _run("jax_without_tensorflow.py")
 
 
-@pytest.mark.parametrize("saved, loaded", [("tensorflow", "jax"), ("jax", "tensorflow")])
+@pytest.mark.parametrize(
+    "saved, loaded",
+    [("tensorflow", "jax"), ("jax", "tensorflow"), ("torch", "tensorflow"), ("jax", "torch")],
+)
 def test_a_model_saved_under_one_backend_predicts_the_same_under_the_other(tmp_path, saved, loaded):
     _run("cross_backend.py", "save", tmp_path, backend=saved)
     assert "identical predictions" in _run("cross_backend.py", "load", tmp_path, backend=loaded)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import keras_sparse as ks
-from conftest import assert_config_round_trips, assert_round_trips, gradient
+from conftest import assert_config_round_trips, assert_round_trips, dense_of, gradient
 from keras_sparse.data import SparseDataset
 from keras_sparse.layers import SparseDenseInput
 
@@ -38,13 +38,15 @@ def test_output_and_gradient_match_dense_reference(combiner, sparse):
     out = layer(inputs)
     kernel, bias = np.asarray(layer.kernel), np.asarray(layer.bias)
     expected = reference(x.toarray(), kernel, bias, combiner)
-    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(out)[[1, 4]], np.ones((2, 3)))  # empty rows -> bias
+    np.testing.assert_allclose(dense_of(out), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense_of(out)[[1, 4]], np.ones((2, 3)))  # empty rows -> bias
     # Dense reference gradient of sum(out * C) w.r.t. the kernel.
     c = np.arange(15, dtype=np.float32).reshape(5, 3)
 
+    weights = keras.ops.convert_to_tensor(c)
+
     def weighted_output(k):
-        return layer.stateless_call([k, layer.bias.value], [], inputs)[0] * c
+        return layer.stateless_call([k, layer.bias.value], [], inputs)[0] * weights
 
     grad = gradient(weighted_output, kernel)
     eps = 1e-3
@@ -87,7 +89,7 @@ def test_property_random_sparse_inputs(rows, features, combiner, seed):
     out = layer(ks.to_sparse(sp.csr_matrix(dense)))
     expected = reference(dense, np.asarray(layer.kernel), np.asarray(layer.bias), combiner)
     assert out.shape == (rows, 2)
-    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dense_of(out), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_empty_batch():
@@ -99,7 +101,7 @@ def test_empty_batch():
 def test_activation_applies_after_bias_for_empty_rows():
     layer = SparseDenseInput(2, activation="relu", bias_initializer=keras.initializers.Constant(-1))
     out = layer(ks.to_sparse(sp.csr_matrix((3, 4), dtype=np.float32)))
-    np.testing.assert_array_equal(np.asarray(out), np.zeros((3, 2)))
+    np.testing.assert_array_equal(dense_of(out), np.zeros((3, 2)))
 
 
 def test_sequential_functional_fit_and_save(tmp_path):

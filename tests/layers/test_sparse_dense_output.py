@@ -177,10 +177,11 @@ def test_log_partition_and_its_gradient_match_numpy():
     lse = np.log(np.exp(scores).sum(1))
     probs = np.exp(scores - lse[:, None]) * upstream[:, None]
     got = _item_blocks.log_partition(h, kernel, bias, 3)  # 50 blocks: merged to <= 64
-    np.testing.assert_allclose(np.asarray(got), lse, rtol=1e-5)
-    got_h = gradient(lambda v: _item_blocks.log_partition(v, kernel, bias, 3) * upstream, h)
-    got_k = gradient(lambda v: _item_blocks.log_partition(h, v, bias, 7) * upstream, kernel)
-    got_b = gradient(lambda v: _item_blocks.log_partition(h, kernel, v, 11) * upstream, bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), lse, rtol=1e-5)
+    up = keras.ops.convert_to_tensor(upstream)
+    got_h = gradient(lambda v: _item_blocks.log_partition(v, kernel, bias, 3) * up, h)
+    got_k = gradient(lambda v: _item_blocks.log_partition(h, v, bias, 7) * up, kernel)
+    got_b = gradient(lambda v: _item_blocks.log_partition(h, kernel, v, 11) * up, bias)
     np.testing.assert_allclose(got_h, probs @ kernel, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got_k, probs.T @ h, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got_b, probs.sum(0), rtol=1e-4, atol=1e-6)

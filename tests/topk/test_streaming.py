@@ -10,6 +10,7 @@ from reference import entries as reference_entries
 from reference import ranked_list, ranking_mean
 
 import keras_sparse as ks
+from keras_sparse import backend as B
 from keras_sparse.data import SparseDataset
 from keras_sparse.topk import TopKToCSR
 from keras_sparse.topk import _streaming as streaming
@@ -182,7 +183,8 @@ def test_second_call_with_the_same_model_and_shapes_does_not_retrace():
     assert traced > 0
     second = ks.evaluate_top_k(model, x, y, k=3, batch_size=16, verbose=0)
     ks.predict_top_k(model, x, k=3, batch_size=16, verbose=0)
-    assert CountingDense.calls == traced
+    # torch runs eagerly (nothing is traced): the layer runs once per batch of each call.
+    assert CountingDense.calls == (2 * traced if B.NAME == "torch" else traced)
     assert second == first
 
 
@@ -193,10 +195,12 @@ def _output_model(items=23, features=10, block_size=4, activation=None, tie=Fals
     h = ks.layers.SparseDenseInput(4, activation="tanh")(inp)
     layer = ks.layers.SparseDenseOutput(items, activation=activation, block_size=block_size)
     model = keras.Model(inp, layer(h))
-    if tie:  # items 3, 7 and 21 score the same as item 1 (across blocks)
+    if tie:  # items 1, 3, 7 and 21 score the same (across blocks)
+        # Zero rows make the tie exact: equal rows could score an ulp apart in two blocks
+        # (a matrix product's rounding depends on its operands' shape and alignment).
         kernel, bias = np.array(layer.kernel), np.array(layer.bias) + 0.1
-        for j in (3, 7, 21):
-            kernel[j], bias[j] = kernel[1], bias[1]
+        for j in (1, 3, 7, 21):
+            kernel[j], bias[j] = 0.0, bias[1]
         layer.kernel.assign(kernel)
         layer.bias.assign(bias)
     return model
