@@ -98,7 +98,7 @@ def coo_parts(x: SparseLike, name: str = "x", dtype: Any = None) -> tuple:
     """Canonical host `(indices (nnz, ndim) int64, values, shape)` of any supported input.
 
     Accepts SciPy sparse (any format), NumPy arrays and lists (their non-zero
-    entries), and the sparse tensors of TensorFlow and JAX.
+    entries), and the sparse tensors of TensorFlow, JAX and torch.
     """
     target = _resolve_dtype(dtype)
     if sp.issparse(x):

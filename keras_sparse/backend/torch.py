@@ -221,26 +221,26 @@ def replace_nan(scores: Any, fill: float) -> torch.Tensor:
 def top_k(scores: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top min(k, n) values and indices per row, sorted; ties go to the lower index.
 
-    `torch.topk` leaves the order of equal values unspecified. Its result is
-    put in (value, index) order, and a row where an item outside the result
-    ties with the k-th value (so a lower index may have been left out) is
-    taken again with a stable sort. Rows without such a tie, nearly all of them
-    for real scores, cost one `torch.topk` and one comparison pass.
+    `torch.topk` leaves the order of equal values unspecified. One more item
+    than asked for is taken: where the (k+1)-th value equals the k-th, an item
+    outside the result ties with it (and a lower index may have been left
+    out), so that row is taken again with a stable sort; the result is put in
+    (value, index) order. Rows without such a tie, nearly all of them for real
+    scores, cost one `torch.topk` and a sort of k items.
     """
     n = int(scores.shape[-1])
     k = min(int(k), n)
-    values, indices = torch.topk(scores, k, dim=-1, largest=True, sorted=True)
     if k == 0 or scores.ndim != 2 or scores.shape[0] == 0:
-        return values, indices
+        return torch.topk(scores, k, dim=-1, largest=True, sorted=True)
+    values, indices = torch.topk(scores, min(k + 1, n), dim=-1, largest=True, sorted=True)
+    tied = values[:, k] == values[:, k - 1] if n > k else None
+    values, indices = values[:, :k], indices[:, :k]
     # Within the result: equal values by index (sort by index, then stably by value).
     by_index, order = torch.sort(indices, dim=-1)
     values = torch.gather(values, 1, order)
     values, order = torch.sort(values, dim=-1, descending=True, stable=True)
     indices = torch.gather(by_index, 1, order)
-    # At the boundary: an unchosen item equal to the k-th value.
-    kth = values[:, -1:]
-    tied = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)
-    if bool(tied.any()):
+    if tied is not None and bool(tied.any()):
         rows = torch.nonzero(tied)[:, 0]
         again_values, again = torch.sort(scores[rows], dim=-1, descending=True, stable=True)
         values = values.index_copy(0, rows, again_values[:, :k].contiguous())
