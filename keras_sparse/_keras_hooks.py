@@ -13,7 +13,12 @@ original unchanged:
 - a functional model warns once when a sparse tensor reaches an `Input`
   declared without `sparse=True` (Keras densifies it there);
 - Keras's SciPy -> backend batch conversion becomes canonical and bucketed
-  (`keras_batch_from_scipy`).
+  (`keras_batch_from_scipy`);
+- on torch, where Keras has no sparse support, `Input(sparse=True)` is allowed,
+  `convert_to_tensor` keeps torch sparse tensors, SciPy batches of the array
+  adapter and of `PyDataset` / generator loaders become coalesced torch sparse
+  tensors instead of dense arrays, and `jit_compile=True` on a model with a
+  sparse `Input` runs eagerly with a warning (`_install_torch`).
 
 Known to work on Keras 3.10-3.15. A change this Keras cannot take is left
 out with one warning naming what is lost.
@@ -201,17 +206,22 @@ def keras_batch_from_scipy(original: Callable) -> Callable:
     """
 
     def scipy_to_backend(x: Any) -> Any:
-        from keras_sparse.convert import coo_parts
+        return scipy_to_host(x)
 
-        return B.host_sparse_from_coo(*coo_parts(x, "x"))
+    return scipy_to_backend  # a function of its own: `_compat` marks what it installs
 
-    return scipy_to_backend
+
+def scipy_to_host(x: Any) -> Any:
+    """A SciPy batch as the backend's canonical sparse tensor, built on the host."""
+    from keras_sparse.convert import coo_parts
+
+    return B.host_sparse_from_coo(*coo_parts(x, "x"))
 
 
 def _host_batch(value: Any) -> Any:
     """`value` (a batch: nested tuples, lists, dicts) with SciPy leaves as host sparse tensors."""
     if sp.issparse(value):  # before the dict test: dok_matrix is a dict subclass
-        return keras_batch_from_scipy(None)(value)
+        return scipy_to_host(value)
     if isinstance(value, (list, tuple)) and not B.is_sparse(value):
         return type(value)(_host_batch(v) for v in value)
     if isinstance(value, dict):
@@ -243,7 +253,7 @@ def _torch_scipy_slice(original: Callable) -> Any:
     """The SciPy batch of Keras's torch array adapter, sparse (Keras calls `todense()`)."""
 
     def convert_to_torch_compatible(x: Any) -> Any:
-        return keras_batch_from_scipy(original)(x)
+        return scipy_to_host(x)
 
     return staticmethod(convert_to_torch_compatible)
 
@@ -286,6 +296,38 @@ def _torch_eager_with_sparse(original: Callable) -> Callable:
         return original(self)
 
     return _should_torch_compile
+
+
+def _sparse_dataset_adapter(original: Callable) -> Callable:
+    """`fit` / `evaluate` / `predict` on a `SparseDataset` through the backend's own feeding.
+
+    Where the backend has one (`backend.pydataset_adapter`: TensorFlow, outside
+    a `tf.distribute` strategy) and the data set runs in this thread (no
+    `workers` / `use_multiprocessing`), the backend cuts its batches in its own
+    pipeline; anything else is Keras's own adapter.
+    """
+    import inspect
+
+    signature = inspect.signature(original)
+
+    def get_data_adapter(*args: Any, **kwargs: Any) -> Any:
+        from keras_sparse.data import SparseDataset
+
+        bound = signature.bind(*args, **kwargs)
+        x = bound.arguments.get("x")
+        if isinstance(x, SparseDataset) and x.workers <= 1 and not x.use_multiprocessing:
+            adapter = B.pydataset_adapter(
+                x,
+                x.feeding_structure(),
+                x.epoch_rows,
+                bool(bound.arguments.get("shuffle", False)),
+                bound.arguments.get("class_weight"),
+            )
+            if adapter is not None:
+                return adapter
+        return original(*args, **kwargs)
+
+    return get_data_adapter
 
 
 def _install_torch() -> list[bool]:
@@ -361,6 +403,23 @@ def install() -> bool:
             check=_compat.takes("self", "flat_inputs"),
         )
     )
+    if B.NAME == "tensorflow":  # JAX wraps this function for several processes (distribute)
+        done.append(
+            _compat.replace(
+                "keras.src.trainers.data_adapters.get_data_adapter",
+                _sparse_dataset_adapter,
+                feature="SparseDataset fed through tf.data from host arrays (TensorFlow)",
+                check=_compat.takes(
+                    "x",
+                    "y",
+                    "sample_weight",
+                    "batch_size",
+                    "steps_per_epoch",
+                    "shuffle",
+                    "class_weight",
+                ),
+            )
+        )
     if B.NAME in _SCIPY_CONVERTERS:
         done.append(
             _compat.replace(

@@ -150,6 +150,10 @@ class SparseDataset(keras.utils.PyDataset):
     once to canonical CSR (no copy when it already is one) and batches are cut
     from it on demand, so the extra memory while training is about one batch.
     The last partial batch is kept. NaN values are passed through unchanged.
+    On TensorFlow, `fit` / `evaluate` / `predict` cut the batches inside a
+    `tf.data` pipeline over a copy of the arrays (no Python per batch), unless
+    the data set has `workers` or runs under a `tf.distribute` strategy; the
+    batches are exactly `ds[i]`.
 
     Args:
         x: Inputs: a SciPy sparse matrix/array, a NumPy array, a
@@ -382,6 +386,37 @@ class SparseDataset(keras.utils.PyDataset):
         if self._sample_weight is None:
             return x, y
         return x, y, _batch_leaf(self._sample_weight, rows)
+
+    def feeding_structure(self) -> tuple:
+        """The whole data in the structure of a batch, for a backend that cuts batches itself.
+
+        `(x,)`, `(x, y)` or `(x, y, sample_weight)` with every sparse part as
+        its canonical CSR matrix and every dense part as a NumPy array (no
+        copies); `epoch_rows` says which rows each batch of this epoch holds.
+        """
+        if self._y is None:
+            return (self._x,)
+        if self._sample_weight is None:
+            return self._x, self._y
+        return self._x, self._y, self._sample_weight
+
+    def epoch_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the current epoch's batches: batch `i` holds `rows[bounds[i]:bounds[i + 1]]`.
+
+        The same rows, in the same order, as `batch_rows(i)` for every `i`.
+
+        Examples:
+            >>> import numpy as np
+            >>> from keras_sparse.data import SparseDataset
+            >>> rows, bounds = SparseDataset(np.zeros((5, 2)), batch_size=2).epoch_rows()
+            >>> rows.tolist(), bounds.tolist()
+            ([0, 1, 2, 3, 4], [0, 2, 4, 5])
+        """
+        rows = np.arange(self.num_samples) if self._order is None else self._order
+        if self._rows is not None:
+            rows = self._rows[rows]
+        starts = np.minimum(np.arange(len(self) + 1) * self.batch_size, self.num_samples)
+        return np.asarray(rows, np.int64), starts.astype(np.int64)
 
     def on_epoch_end(self) -> None:
         """Draw a new row order when shuffling."""

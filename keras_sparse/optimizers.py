@@ -26,9 +26,9 @@ class LazyAdam(keras.optimizers.Adam):
     only and updates those rows in place (see the Backends guide), so a step
     costs the same at 1M and at 4M features; on torch the gathered rows'
     gradient is a sparse COO tensor over those rows, updated in place. On JAX
-    and torch, `clipnorm`, `clipvalue`, `global_clipnorm` and gradient
-    accumulation read gradients densely: `LazyAdam` then warns once and
-    updates whole tables (still correctly).
+    and torch, `clipnorm`, `clipvalue`, `global_clipnorm`, gradient
+    accumulation and loss scaling read gradients densely: `LazyAdam` then
+    warns once and updates whole tables (still correctly).
 
     Semantic difference: the moments of rows that a step does not touch do not
     decay, and those rows do not move (Adam would keep moving them with their

@@ -27,7 +27,10 @@ EVERY_BACKEND = [
     "keras.Model.train_step",
 ]
 PER_BACKEND = {
-    "tensorflow": ["keras.src.trainers.data_adapters.data_adapter_utils.scipy_sparse_to_tf_sparse"],
+    "tensorflow": [
+        "keras.src.trainers.data_adapters.data_adapter_utils.scipy_sparse_to_tf_sparse",
+        "keras.src.trainers.data_adapters.get_data_adapter",
+    ],
     "jax": [
         "keras.src.trainers.data_adapters.data_adapter_utils.scipy_sparse_to_jax_sparse",
         "keras.src.backend.jax.trainer.JAXTrainer.make_train_function",

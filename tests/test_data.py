@@ -364,3 +364,88 @@ def test_sharded_tells_a_shard_from_a_whole_data_set():
     ds = SparseDataset(np.zeros((6, 2)), batch_size=2)
     assert not ds.sharded
     assert ds.shard(2, 0).sharded and ds.shard(2, 1).shard(1, 0).sharded
+
+
+def _two_input_model():
+    keras.utils.set_random_seed(0)
+    words = keras.Input((30,), sparse=True, name="words")
+    extra = keras.Input((3,), name="extra")
+    h = keras.layers.Concatenate()([ks.layers.SparseDenseInput(4)(words), extra])
+    model = keras.Model({"words": words, "extra": extra}, keras.layers.Dense(12)(h))
+    model.compile(optimizer="adam", loss="sparse_mse", metrics=[ks.metrics.NDCGAtK(3)])
+    return model
+
+
+@pytest.mark.tensorflow_only
+def test_the_tensorflow_feeding_path_trains_exactly_as_keras_pydataset_adapter(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = {
+        "words": sp.random(90, 30, density=0.1, format="coo", random_state=4),
+        "extra": rng.normal(size=(90, 3)),
+    }
+    y = sp.random(90, 12, density=0.2, format="csr", random_state=5, dtype=np.float32)
+    exclude = sp.random(90, 12, density=0.1, format="csr", random_state=6)
+    weights = rng.random(90)
+    used = []
+    original = B.pydataset_adapter
+
+    def spy(*args):
+        adapter = original(*args)
+        used.append(type(adapter).__name__)
+        return adapter
+
+    runs = []
+    for fast in (True, False):
+        monkeypatch.setattr(B, "pydataset_adapter", spy if fast else lambda *args: None)
+        model = _two_input_model()
+        train = SparseDataset(x, y, weights, batch_size=16, shuffle=True, seed=2, exclude=exclude)
+        history = model.fit(train, epochs=3, verbose=0).history
+        scores = model.predict(SparseDataset(x, batch_size=40), verbose=0)
+        logs = model.evaluate(SparseDataset(x, y, exclude=exclude, batch_size=25), verbose=0)
+        runs.append((history, scores, logs, model.get_weights()))
+    assert used and set(used) == {"SparseDatasetAdapter"}
+    (h1, s1, l1, w1), (h2, s2, l2, w2) = runs
+    assert h1 == h2 and l1 == l2
+    np.testing.assert_array_equal(s1, s2)
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_tensorflow_feeding_path_cuts_exactly_the_data_sets_batches(shuffle):
+    import random
+
+    x = sp.random(23, 7, density=0.3, format="csr", random_state=0)
+    x[5] = 0  # an empty row
+    x = sp.csr_matrix(x)
+    x.eliminate_zeros()
+    x.data[::4] = 0.0  # explicit zeros stay stored
+    labels = np.arange(23) % 3
+    ds = SparseDataset({"a": x, "b": x.toarray()}, labels, batch_size=4, shuffle=True, seed=1)
+    shard = ds.shard(3, 1, batch_size=2)  # shorter shards end with an empty batch
+    for data in (ds, shard):
+        adapter = B.pydataset_adapter(
+            data, data.feeding_structure(), data.epoch_rows, shuffle, None
+        )
+        spec = adapter.get_tf_dataset().element_spec
+        assert spec[0]["a"].shape.as_list() == [None, 7]  # what the model's Input sees
+        assert adapter.num_batches == len(data)
+        for epoch in range(2):  # two epochs: a new shuffling order, as Keras's adapter does
+            random.seed(epoch)
+            adapter.on_epoch_begin()
+            random.seed(epoch)
+            order = list(range(len(data)))
+            if shuffle:
+                random.shuffle(order)
+            got = list(adapter.get_tf_dataset())
+            assert len(got) == len(data)
+            for i, (bx, by) in zip(order, got):
+                ex, ey = data[i]
+                assert host_coo(bx["a"])[2] == host_coo(ex["a"])[2]
+                np.testing.assert_array_equal(host_coo(bx["a"])[0], host_coo(ex["a"])[0])
+                np.testing.assert_array_equal(host_coo(bx["a"])[1], host_coo(ex["a"])[1])
+                np.testing.assert_array_equal(dense_of(bx["b"]), dense_of(ex["b"]))
+                assert by.dtype == ey.dtype
+                np.testing.assert_array_equal(dense_of(by), dense_of(ey))
+            adapter.on_epoch_end()

@@ -25,8 +25,11 @@ Each backend file defines the names in `API` below:
 - item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs) and
   `dense_gradient`;
 - Keras's batches and steps: `host_sparse_from_coo` (a SciPy batch as Keras's
-  data adapters hand it over) and `train_step` (runs Keras's step; row-sparse
-  `LazyAdam` updates where the backend's gradients are dense);
+  data adapters hand it over), `pydataset_adapter` (a Keras data adapter that
+  cuts a `SparseDataset`'s batches in the backend's own pipeline, or None for
+  Keras's `PyDataset` adapter) and
+  `train_step` (runs Keras's step; row-sparse `LazyAdam` updates where the
+  backend's gradients are dense);
 - the lazy optimizer hooks `is_sparse_gradient`,
   `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
 - multi-device runs: `place_batch` (a batch of our own loops, split across the
@@ -68,6 +71,7 @@ API = (
     "mark_row_sparse",
     "note_dense_read",
     "place_batch",
+    "pydataset_adapter",
     "replace_nan",
     "replica_sum",
     "scatter_set",
@@ -113,6 +117,7 @@ make_sparse = _backend.make_sparse
 mark_row_sparse = _backend.mark_row_sparse
 note_dense_read = _backend.note_dense_read
 place_batch = _backend.place_batch
+pydataset_adapter = _backend.pydataset_adapter
 replace_nan = _backend.replace_nan
 replica_sum = _backend.replica_sum
 scatter_set = _backend.scatter_set

@@ -360,3 +360,10 @@ def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
 def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
     """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
     return keras.ops.segment_max(values, segments, num_segments=num_segments)
+
+
+def pydataset_adapter(
+    py_dataset: Any, structure: Any, epoch_rows: Callable, shuffle: bool, class_weight: Any
+) -> Any:
+    """None: Keras's own `PyDataset` adapter feeds the data set on this backend."""
+    return None

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sparse.backend import _tf_data
+
 NAME = "tensorflow"
 INDEX_DTYPE = "int64"
 # XLA compilation of sparse gathers and segment sums is slower than TF's graph kernels.
@@ -340,3 +342,16 @@ def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
 def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
     """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
     return keras.ops.segment_max(values, segments, num_segments=num_segments)
+
+
+def pydataset_adapter(
+    py_dataset: Any, structure: Any, epoch_rows: Callable, shuffle: bool, class_weight: Any
+) -> Any:
+    """A Keras data adapter that cuts a `SparseDataset`'s batches inside `tf.data` (`_tf_data`).
+
+    None under a `tf.distribute` strategy, which keeps Keras's own adapter
+    (see `keras_sparse.distribute`).
+    """
+    if tf.distribute.has_strategy():
+        return None
+    return _tf_data.pydataset_adapter(py_dataset, structure, epoch_rows, shuffle, class_weight)

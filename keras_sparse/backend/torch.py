@@ -453,23 +453,42 @@ def train_step(model: Any, step: Callable, args: tuple) -> Any:
     """Run Keras's train step, with row-sparse gradients where the optimizer takes them.
 
     Only an optimizer with `row_sparse_updates` (`LazyAdam`) gets sparse
-    gradients. Gradient clipping and accumulation read gradients densely: with
-    those options `LazyAdam` warns once and updates every row.
+    gradients. Gradient clipping, accumulation and loss scaling read gradients
+    densely: with them `LazyAdam` warns once and updates every row.
     """
     optimizer = getattr(model, "optimizer", None)
+    inner = getattr(optimizer, "inner_optimizer", None)  # a LossScaleOptimizer's
+    if getattr(inner, "row_sparse_updates", False):
+        _warn_dense_once(
+            inner,
+            "LazyAdam inside a LossScaleOptimizer (a mixed_float16 policy, or loss scaling) "
+            "on the torch backend updates every row of its tables: Keras checks and unscales "
+            "gradients as dense tensors. Train in float32 to keep the updates row-sparse.",
+        )
+        return step(*args)
     if not getattr(optimizer, "row_sparse_updates", False):
         return step(*args)
     dense = _dense_options(optimizer)
     if dense:
-        if not getattr(optimizer, "_keras_sparse_dense_warned", False):
-            optimizer._keras_sparse_dense_warned = True
-            warnings.warn(
-                f"LazyAdam with {', '.join(f'{n}=' for n in dense)} on the torch backend "
-                "updates every row of its tables: Keras clips and accumulates gradients as "
-                "dense tensors. Drop those options to keep the updates row-sparse.",
-                UserWarning,
-                stacklevel=3,
-            )
+        _warn_dense_once(
+            optimizer,
+            f"LazyAdam with {', '.join(f'{n}=' for n in dense)} on the torch backend "
+            "updates every row of its tables: Keras clips and accumulates gradients as "
+            "dense tensors. Drop those options to keep the updates row-sparse.",
+        )
         return step(*args)
     with _row_sparse_step():
         return step(*args)
+
+
+def _warn_dense_once(optimizer: Any, message: str) -> None:
+    if not getattr(optimizer, "_keras_sparse_dense_warned", False):
+        optimizer._keras_sparse_dense_warned = True
+        warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def pydataset_adapter(
+    py_dataset: Any, structure: Any, epoch_rows: Callable, shuffle: bool, class_weight: Any
+) -> Any:
+    """None: Keras's own `PyDataset` adapter feeds the data set on this backend."""
+    return None

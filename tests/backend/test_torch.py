@@ -229,3 +229,18 @@ def test_sparse_dataset_batches_are_coalesced_torch_tensors():
     assert bx.layout == torch.sparse_coo and bx.is_coalesced() and bx.shape == (4, FEATURES)
     np.testing.assert_array_equal(dense_of(bx), X[20:].toarray())
     assert by.dtype == torch.float32
+
+
+def test_lazy_adam_under_loss_scaling_warns_once_and_equals_adam(monkeypatch):
+    lazy = _model(keras.optimizers.LossScaleOptimizer(ks.optimizers.LazyAdam(0.05)))
+    adam = _model(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.05)))
+    seen = _spy_gradients(monkeypatch)
+    with pytest.warns(UserWarning, match="LossScaleOptimizer") as caught:
+        for start in range(0, 24, 8):
+            lazy.train_on_batch(X[start : start + 8], Y[start : start + 8])
+    assert sum("LossScaleOptimizer" in str(w.message) for w in caught) == 1
+    for start in range(0, 24, 8):
+        adam.train_on_batch(X[start : start + 8], Y[start : start + 8])
+    assert seen and not any(flag for _, flag, _ in seen)
+    for ours, theirs in zip(lazy.get_weights(), adam.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

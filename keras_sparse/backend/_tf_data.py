@@ -1,0 +1,130 @@
+"""TensorFlow feeding of `SparseDataset`: every batch cut inside `tf.data`, no Python per batch.
+
+Keras feeds any `PyDataset` through `tf.data.Dataset.from_generator`: a Python
+generator builds each batch (for a sparse input an eager `tf.SparseTensor`),
+holding the interpreter lock while the training loop also needs it. Here the
+data set's arrays (the CSR parts of each sparse leaf, each dense leaf) are
+captured once by a `tf.data` pipeline whose `map` cuts batch `i` in C++: the
+rows of the batch, their entries (a ragged range over `indptr`), a canonical
+`tf.SparseTensor` with the static column count the model's `Input` declares,
+dense rows by `gather`. Values are cast to the dtypes `ds[i]` has.
+
+The rows of each batch come from the data set itself: `on_epoch_begin` writes
+this epoch's rows (its shuffling order, its shard) and Keras's batch order
+(`fit(shuffle=True)` draws it with Python's `random`, as Keras's own adapter
+does) into two variables that the pipeline reads, so batches are exactly the
+data set's `ds[i]`. The iterator is only read after `on_epoch_begin`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def _tensor(array: np.ndarray) -> tf.Variable:
+    """`array` in a CPU variable: one copy, which the pipeline reads by handle.
+
+    A captured `tf.constant` costs twice its size, and `tf.data` copies it
+    again into the pipeline's function; a variable's rows are gathered in place.
+    """
+    with tf.device("/cpu:0"):
+        return tf.Variable(array, trainable=False)
+
+
+def _capture(structure: Any, floatx: str) -> Any:
+    """The leaves of a batch structure as captured tensors and the dtypes to cast them to."""
+    if hasattr(structure, "indptr"):  # a canonical CSR (SciPy)
+        return (
+            "sparse",
+            _tensor(np.asarray(structure.indptr, np.int64)),
+            _tensor(structure.indices),
+            _tensor(structure.data),
+            int(structure.shape[1]),
+            floatx,
+        )
+    if isinstance(structure, dict):
+        return ("dict", {k: _capture(v, floatx) for k, v in structure.items()})
+    if isinstance(structure, tuple):
+        return ("tuple", tuple(_capture(v, floatx) for v in structure))
+    array = np.asarray(structure)
+    dtype = floatx if array.dtype.kind == "f" else array.dtype.name
+    return ("dense", _tensor(array), dtype)
+
+
+def _cut(leaf: Any, rows: tf.Tensor) -> Any:
+    kind = leaf[0]
+    if kind == "dict":
+        return {k: _cut(v, rows) for k, v in leaf[1].items()}
+    if kind == "tuple":
+        return tuple(_cut(v, rows) for v in leaf[1])
+    if kind == "dense":
+        return tf.cast(tf.gather(leaf[1], rows), leaf[2])
+    _, indptr, indices, data, width, dtype = leaf
+    starts = tf.gather(indptr, rows)
+    counts = tf.gather(indptr, rows + 1) - starts
+    positions = tf.ragged.range(starts, starts + counts).flat_values
+    row_ids = tf.repeat(tf.range(tf.size(rows, out_type=tf.int64)), counts)
+    cols = tf.cast(tf.gather(indices, positions), tf.int64)
+    values = tf.cast(tf.gather(data, positions), dtype)
+    shape = tf.stack([tf.size(rows, out_type=tf.int64), tf.constant(width, tf.int64)])
+    return tf.SparseTensor(tf.stack([row_ids, cols], axis=1), values, shape)
+
+
+def pydataset_adapter(
+    py_dataset: Any,
+    structure: Any,
+    epoch_rows: Callable[[], tuple[np.ndarray, np.ndarray]],
+    shuffle: bool,
+    class_weight: Any,
+) -> Any:
+    """A Keras data adapter that cuts `py_dataset`'s batches inside `tf.data`.
+
+    Args:
+        py_dataset: The data set (its `on_epoch_begin` / `on_epoch_end` run
+            as with Keras's `PyDataset` adapter).
+        structure: The batch structure with the whole data as leaves: canonical
+            SciPy CSR matrices and NumPy arrays, in tuples and dicts.
+        epoch_rows: Returns this epoch's `(rows, bounds)`: batch `i` holds rows
+            `rows[bounds[i]:bounds[i + 1]]`.
+        shuffle: Keras's batch-order shuffling (`fit(shuffle=True)`).
+        class_weight: Passed to Keras's adapter.
+    """
+    import keras
+    from keras.src.trainers.data_adapters.tf_dataset_adapter import TFDatasetAdapter
+
+    leaves = _capture(structure, keras.backend.floatx())
+    num_batches = len(py_dataset)
+    rows, bounds = epoch_rows()  # Keras reads the data's spec before its first epoch
+    rows_var = tf.Variable(rows, shape=[None], trainable=False)
+    bounds_var = tf.Variable(bounds, trainable=False)
+    order_var = tf.Variable(np.arange(num_batches, dtype=np.int64), trainable=False)
+
+    def batch(i: tf.Tensor) -> Any:
+        b = tf.gather(order_var, i)
+        rows = rows_var[bounds_var[b] : bounds_var[b + 1]]
+        return _cut(leaves, rows)
+
+    # No prefetching: a background producer competes with the step's own threads, and on
+    # 2 cores it made about one epoch in two twice as slow (benchmarks/bench_feed.py).
+    dataset = tf.data.Dataset.range(num_batches).map(batch)
+
+    class SparseDatasetAdapter(TFDatasetAdapter):
+        def on_epoch_begin(self) -> None:
+            py_dataset.on_epoch_begin()
+            rows, bounds = epoch_rows()
+            order = list(range(num_batches))
+            if shuffle:
+                random.shuffle(order)
+            rows_var.assign(rows)
+            bounds_var.assign(bounds)
+            order_var.assign(np.asarray(order, np.int64))
+
+        def on_epoch_end(self) -> None:
+            py_dataset.on_epoch_end()
+
+    return SparseDatasetAdapter(dataset, class_weight=class_weight)
