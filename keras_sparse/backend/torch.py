@@ -36,7 +36,7 @@ INDEX_DTYPE = "int64"
 SUPPORTS_JIT = False
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
-_LOCAL = threading.local()  # the row-sparse state of the running training step
+_LOCAL = threading.local()  # `row_sparse`: whether the running training step is LazyAdam's
 _ROW_SPARSE = "_keras_sparse_row_sparse"
 # The values an uncoalesced tensor was built from, kept for their gradients.
 _VALUES = "_keras_sparse_values"
@@ -198,9 +198,8 @@ def gather_rows(variable: Any, rows: Any) -> torch.Tensor:
     """
     table = _raw(variable)
     rows = torch.as_tensor(rows, device=table.device).long()
-    state = getattr(_LOCAL, "state", None)
-    if state is not None and getattr(variable, _ROW_SPARSE, False) and table.requires_grad:
-        state["gathered"].add(id(variable))
+    lazy = getattr(_LOCAL, "row_sparse", False)
+    if lazy and getattr(variable, _ROW_SPARSE, False) and table.requires_grad:
         return _RowGather.apply(table, rows)
     return table.index_select(0, rows)
 
@@ -404,8 +403,8 @@ def note_dense_read(variable: Any, expected: bool = False) -> None:
     `expected=True` (a read the layer documents, e.g. an exact softmax) does
     not warn.
     """
-    state = getattr(_LOCAL, "state", None)
-    if state is None or expected or not getattr(variable, _ROW_SPARSE, False):
+    lazy = getattr(_LOCAL, "row_sparse", False)
+    if not lazy or expected or not getattr(variable, _ROW_SPARSE, False):
         return
     if not getattr(variable, "_keras_sparse_dense_warned", False):
         variable._keras_sparse_dense_warned = True
@@ -441,12 +440,12 @@ def _dense_options(optimizer: Any) -> list[str]:
 
 @contextlib.contextmanager
 def _row_sparse_step() -> Iterator[None]:
-    previous = getattr(_LOCAL, "state", None)
-    _LOCAL.state = {"gathered": set()}
+    previous = getattr(_LOCAL, "row_sparse", False)
+    _LOCAL.row_sparse = True
     try:
         yield
     finally:
-        _LOCAL.state = previous
+        _LOCAL.row_sparse = previous
 
 
 def train_step(model: Any, step: Callable, args: tuple) -> Any:
