@@ -25,11 +25,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import keras
 import numpy as np
 from jax.experimental import sparse as jsparse
 
 from keras_sparse.backend import _jax_distribution, _jax_lazy
+from keras_sparse.backend._common import segment_max, segment_sum  # noqa: F401 - API
 from keras_sparse.backend._jax_bcoo import (  # noqa: F401 - part of this backend's API
     MIN_BUCKET,
     _layout,
@@ -350,16 +350,6 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
 def train_step(model: Any, step: Callable, args: tuple) -> Any:
     """Run Keras's train step, with row-sparse `LazyAdam` updates (see `_jax_lazy`)."""
     return _jax_lazy.lazy_train_step(model, step, *args)
-
-
-def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
-    """Sum `values` into `num_segments` rows by `segments`; out-of-range segments drop."""
-    return keras.ops.segment_sum(values, segments, num_segments=num_segments)
-
-
-def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
-    """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
-    return keras.ops.segment_max(values, segments, num_segments=num_segments)
 
 
 def pydataset_adapter(

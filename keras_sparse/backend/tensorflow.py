@@ -11,11 +11,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse.backend import _tf_data
+from keras_sparse.backend import _common, _tf_data
+from keras_sparse.backend._common import segment_max, segment_sum  # noqa: F401 - API
 
 NAME = "tensorflow"
 INDEX_DTYPE = "int64"
@@ -256,18 +256,9 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     for the same memory. The output keeps the first `count - 1` blocks and the
     new rows of the last one.
     """
-    parts: list = []
-    for i in range(count):
-        carry, _, pieces = body(i, carry)
-        parts.append(pieces)
-    if not parts or not parts[0]:
-        return carry, ()
-    outputs = []
-    for k in range(len(parts[0])):
-        block = int(parts[0][k].shape[0])
-        last = parts[-1][k][block - (num_rows - (count - 1) * block) :]
-        outputs.append(tf.concat([p[k] for p in parts[:-1]] + [last], axis=0))
-    return carry, tuple(outputs)
+    return _common.unrolled_loop_rows(
+        count, body, carry, num_rows, lambda pieces: tf.concat(pieces, axis=0)
+    )
 
 
 def dense_gradient(gradient: Any) -> tf.Tensor:
@@ -332,16 +323,6 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
 def train_step(model: Any, step: Callable, args: tuple) -> Any:
     """Run Keras's train step: TensorFlow's gradients of gathered rows are already sparse."""
     return step(*args)
-
-
-def segment_sum(values: Any, segments: Any, num_segments: Any) -> Any:
-    """Sum `values` into `num_segments` rows by `segments`; out-of-range segments drop."""
-    return keras.ops.segment_sum(values, segments, num_segments=num_segments)
-
-
-def segment_max(values: Any, segments: Any, num_segments: Any) -> Any:
-    """Maximum of `values` per segment (as `keras.ops.segment_max`)."""
-    return keras.ops.segment_max(values, segments, num_segments=num_segments)
 
 
 def pydataset_adapter(

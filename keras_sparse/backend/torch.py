@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from keras_sparse.backend import _common
+
 NAME = "torch"
 INDEX_DTYPE = "int64"
 # torch.compile cannot trace sparse tensors (pytorch/pytorch#169119): layers run eagerly.
@@ -337,18 +339,9 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     See the JAX twin. Blocks start at `min(i * block, num_rows - block)`; the
     output keeps the first `count - 1` blocks and the new rows of the last.
     """
-    parts: list = []
-    for i in range(count):
-        carry, _, pieces = body(i, carry)
-        parts.append(pieces)
-    if not parts or not parts[0]:
-        return carry, ()
-    outputs = []
-    for k in range(len(parts[0])):
-        block = int(parts[0][k].shape[0])
-        last = parts[-1][k][block - (num_rows - (count - 1) * block) :]
-        outputs.append(torch.cat([p[k] for p in parts[:-1]] + [last], dim=0))
-    return carry, tuple(outputs)
+    return _common.unrolled_loop_rows(
+        count, body, carry, num_rows, lambda pieces: torch.cat(pieces, dim=0)
+    )
 
 
 def dense_gradient(gradient: Any) -> torch.Tensor:
