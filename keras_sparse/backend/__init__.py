@@ -18,7 +18,9 @@ Each backend file defines the names in `API` below:
   with a validity mask), `make_sparse`, `with_values`;
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
-- `top_k` (ties to the lower index), `stable_argsort`, `searchsorted`, `replace_nan`,
+- `top_k` (ties to the lower index), `dense_score_rows` (how many rows of dense
+  scores one compiled call of `predict_top_k` / `evaluate_top_k` should hold),
+  `stable_argsort`, `searchsorted`, `replace_nan`,
   `segment_sum` and `segment_max` (safe on empty batches), `replica_sum`, `compile_fn`
   (compiles an inference function: no gradients), `sparse_dense_matmul`,
   `sparse_num_rows`, `sparse_shape`;
@@ -59,6 +61,7 @@ API = (
     "compile_fn",
     "coo",
     "dense_gradient",
+    "dense_score_rows",
     "gather_entries",
     "gather_rows",
     "host_sparse_from_coo",
@@ -105,6 +108,7 @@ check_distribution = _backend.check_distribution
 compile_fn = _backend.compile_fn
 coo = _backend.coo
 dense_gradient = _backend.dense_gradient
+dense_score_rows = _backend.dense_score_rows
 gather_entries = _backend.gather_entries
 gather_rows = _backend.gather_rows
 host_sparse_from_coo = _backend.host_sparse_from_coo

@@ -111,7 +111,9 @@ def pydataset_adapter(
 
     # No prefetching: a background producer competes with the step's own threads, and on
     # 2 cores it made about one epoch in two twice as slow (benchmarks/bench_feed.py).
-    dataset = tf.data.Dataset.range(num_batches).map(batch)
+    # Plain TensorFlow ops, no Python control flow: traced as written, without autograph.
+    cut = tf.autograph.experimental.do_not_convert(batch)
+    dataset = tf.data.Dataset.range(num_batches).map(cut)
 
     class SparseDatasetAdapter(TFDatasetAdapter):
         def on_epoch_begin(self) -> None:

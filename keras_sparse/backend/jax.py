@@ -168,8 +168,20 @@ def scatter_set(dense: Any, indices: Any, valid: Any, value: float) -> Any:
 
 
 def replace_nan(scores: Any, fill: float) -> Any:
-    """Scores with NaN replaced by `fill`."""
-    return jnp.where(jnp.isnan(scores), jnp.asarray(fill, scores.dtype), scores)
+    """Scores with NaN replaced by `fill`.
+
+    Rewritten only when a NaN is present (one reduction decides): the rewrite
+    kept XLA's CPU backend from fusing the scores into the top-k's block
+    maxima, 2 ms of a 6 ms `predict_top_k` step at 200 x 20000.
+    """
+    if not jnp.issubdtype(scores.dtype, jnp.floating):
+        return scores
+    return jax.lax.cond(
+        jnp.isnan(jnp.sum(scores)),
+        lambda s: jnp.where(jnp.isnan(s), jnp.asarray(fill, s.dtype), s),
+        lambda s: s,
+        scores,
+    )
 
 
 #: Widest block of `top_k`'s pre-filter: on XLA's CPU backend, blocks of 64 items and more
@@ -211,6 +223,24 @@ def top_k(scores: Any, k: int) -> tuple[Any, Any]:
     values, position = jax.lax.top_k(candidates.reshape(scores.shape[0], k * size), k)
     block = jnp.take_along_axis(best, position // size, axis=1)
     return values, block * size + position % size
+
+
+#: Largest dense score block one compiled call should make on XLA's CPU backend. A larger
+#: temporary buffer is freshly mapped on every call, and its page faults cost more than the
+#: top-k itself (1000 x 20000 scores: 43 ms for the product and block maxima, 5 x 2.9 ms in
+#: 200-row slices; benchmarks/README.md).
+SCORE_BLOCK_BYTES = 16 << 20
+
+
+def dense_score_rows(num_items: int) -> int | None:
+    """Rows of `(rows, num_items)` float32 scores one compiled call should hold, or None.
+
+    None (any number) off the CPU. On the CPU, the rows that fit in
+    `SCORE_BLOCK_BYTES`, at least 16.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return max(16, SCORE_BLOCK_BYTES // (4 * max(int(num_items), 1)))
 
 
 def stable_argsort(x: Any) -> Any:

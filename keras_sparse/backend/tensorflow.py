@@ -179,6 +179,11 @@ def top_k(scores: Any, k: int) -> tuple[tf.Tensor, tf.Tensor]:
     return values, block * size + position % size
 
 
+def dense_score_rows(num_items: int) -> int | None:
+    """Rows of dense scores one compiled call should hold: None, any number (the whole batch)."""
+    return None
+
+
 def stable_argsort(x: Any) -> tf.Tensor:
     """Indices that sort the 1-D `x` ascending; equal values keep their order."""
     return tf.argsort(x, stable=True)

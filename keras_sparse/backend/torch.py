@@ -249,6 +249,11 @@ def top_k(scores: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, indices
 
 
+def dense_score_rows(num_items: int) -> int | None:
+    """Rows of dense scores one compiled call should hold: None, any number (the whole batch)."""
+    return None
+
+
 def stable_argsort(x: Any) -> torch.Tensor:
     """Indices that sort the 1-D `x` ascending; equal values keep their order."""
     return torch.sort(x, stable=True).indices

@@ -9,7 +9,7 @@ k numbers per row (or the metric sums).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import keras
@@ -30,9 +30,13 @@ __all__ = ["evaluate_top_k", "evaluate_topk", "predict_top_k", "predict_topk"]
 MAX_EXTRA = 512
 
 
-def _extra_for(excl: Any, rows: slice) -> int | None:
-    """Bound on the excluded items per row (rounded up to 8), or None to mask instead."""
-    if excl is None:
+def _extra_for(excl: Any, rows: slice, small_blocks: bool = False) -> int | None:
+    """Bound on the excluded items per row (rounded up to 8), or None to mask instead.
+
+    With `small_blocks` (the backend scores in blocks that stay in cache, see
+    `backend.dense_score_rows`), masking in place is the cheaper of the two.
+    """
+    if excl is None or small_blocks:
         return None
     most = int(np.diff(excl.indptr)[rows].max(initial=0))
     if most > MAX_EXTRA:
@@ -214,6 +218,47 @@ def _inputs_of(batch: tuple) -> Any:
     return batch[0]
 
 
+def _num_items_hint(model: Callable) -> int | None:
+    """The item count of a model whose output width is known before it runs, else None."""
+    try:
+        width = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return width if isinstance(width, int) else None
+
+
+def _max_rows(model: Callable, num_items: int | None) -> int | None:
+    """Rows per compiled call (None: the whole batch), from `backend.dense_score_rows`.
+
+    Only for models whose dense scores the step forms; a `SparseDenseOutput`
+    model is scored by item blocks already.
+    """
+    if num_items is None or _blocks_of(model) is not None:
+        return None
+    return B.dense_score_rows(num_items)
+
+
+def _parts(ds: SparseDataset, index: int, max_rows: int | None) -> Iterator[tuple[slice, Any]]:
+    """Batch `index` as `(positions, inputs)` parts of at most `max_rows` rows (None: one part).
+
+    The parts are consecutive rows of equal size (the last may be smaller), so
+    the results are those of the whole batch: rows are scored independently.
+    """
+    where = _positions(ds, index)
+    count = where.stop - where.start
+    if max_rows is None or count <= max_rows:
+        yield where, _inputs_of(ds[index])
+        return
+    rows = ds.batch_rows(index)
+    size = -(-count // -(-count // max_rows))
+    for start in range(0, count, size):
+        part = rows[start : start + size]
+        yield (
+            slice(where.start + start, where.start + start + len(part)),
+            _inputs_of(ds.batch_of_rows(part)),
+        )
+
+
 def _progbar(total: int, verbose: Any) -> keras.utils.Progbar | None:
     verbose = 1 if verbose == "auto" else verbose
     if verbose not in (0, 1, 2, True, False):
@@ -245,7 +290,10 @@ def predict_top_k(
         k: Items per row.
         exclude: Optional sparse `(rows, items)` matrix of items never to
             return (e.g. each user's training items).
-        batch_size: Rows per batch (default 1024; ignored for a SparseDataset).
+        batch_size: Rows per batch (default 1024; ignored for a SparseDataset). On
+            JAX's CPU backend a batch is scored in parts of consecutive rows whose
+            float32 scores fit in 16 MB (`backend.dense_score_rows`): same results,
+            less time, since XLA maps large temporary buffers afresh on every call.
         verbose: `"auto"`/1 shows a Keras progress bar, 0 is silent.
         values: `"scores"` or `"ranks"` (see `TopKToCSR`).
         min_score: Optional; entries below it are dropped.
@@ -269,21 +317,27 @@ def predict_top_k(
     ds, rows = _batches(x, batch_size)
     bar = _progbar(len(ds), verbose)
     excl = None if exclude is None else exclude_csr(exclude, (rows, None))
-    num_items = None
     _built(model, ds)
     state = _state_of(model)
+    num_items, checked = _num_items_hint(model), False
+    pending = None  # the previous call's results, read while the next call runs
     for i in range(len(ds)):
-        batch_rows = _positions(ds, i)
-        step = _predict_step(model, k, _extra_for(excl, batch_rows))
-        batch_x, batch_excl = B.place_batch((_inputs_of(ds[i]), rows_sparse(excl, batch_rows)))
-        vals, idx, valid, n = step(state, batch_x, batch_excl)
-        if num_items is None:
-            num_items = int(n)
-            if excl is not None:
-                exclude_csr(excl, (rows, num_items))
-        builder.add(np.asarray(vals), np.asarray(idx), np.asarray(valid))
+        max_rows = _max_rows(model, num_items)
+        for where, inputs in _parts(ds, i, max_rows):
+            step = _predict_step(model, k, _extra_for(excl, where, max_rows is not None))
+            batch_x, batch_excl = B.place_batch((inputs, rows_sparse(excl, where)))
+            *top, n = step(state, batch_x, batch_excl)
+            if not checked:
+                num_items, checked = int(n), True
+                if excl is not None:
+                    exclude_csr(excl, (rows, num_items))
+            if pending is not None:
+                builder.add(*(np.asarray(part) for part in pending))
+            pending = top
         if bar is not None:
             bar.update(i + 1)
+    if pending is not None:
+        builder.add(*(np.asarray(part) for part in pending))
     return builder.build((rows, num_items))
 
 
@@ -341,6 +395,12 @@ def _evaluate_step(
     return _cached_step(model, ("evaluate", ks, metrics, options, extra), build)
 
 
+def _add(totals: np.ndarray | None, sums: Any) -> np.ndarray:
+    """`totals + sums` in float64 (sums read from the device)."""
+    sums = np.asarray(sums).astype(np.float64)
+    return sums if totals is None else totals + sums
+
+
 def evaluate_top_k(
     model: Callable,
     x: Any,
@@ -371,7 +431,7 @@ def evaluate_top_k(
         exclude: Optional sparse `(rows, items)` items to exclude.
         metrics: Names among `precision`, `recall`, `ndcg`, `map`,
             `hit_rate`, `mrr`.
-        batch_size: Rows per batch (default 1024).
+        batch_size: Rows per batch (default 1024); split as in `predict_top_k`.
         verbose: `"auto"`/1 shows a progress bar, 0 is silent.
         relevance_threshold: See the metric classes.
         denominator: `"k"` or `"min"` for precision and recall.
@@ -416,19 +476,29 @@ def evaluate_top_k(
     totals = None
     _built(model, ds)
     state = _state_of(model)
+    num_items, checked = _num_items_hint(model), False
+    pending = None  # the previous call's sums, read while the next call runs
     for i in range(len(ds)):
-        batch_rows = _positions(ds, i)
-        step = _evaluate_step(model, ks_, metrics, options, _extra_for(excl, batch_rows))
-        batch = (_inputs_of(ds[i]), rows_sparse(y_csr, batch_rows), rows_sparse(excl, batch_rows))
-        sums, n = step(state, *B.place_batch(batch))
-        if int(n) != y_csr.shape[1]:
-            raise ValueError(
-                f"The model scores {int(n)} items but `y_true` has {y_csr.shape[1]} columns."
-            )
-        sums = np.asarray(sums).astype(np.float64)
-        totals = sums if totals is None else totals + sums
+        max_rows = _max_rows(model, num_items)
+        for where, inputs in _parts(ds, i, max_rows):
+            extra = _extra_for(excl, where, max_rows is not None)
+            step = _evaluate_step(model, ks_, metrics, options, extra)
+            batch = (inputs, rows_sparse(y_csr, where), rows_sparse(excl, where))
+            sums, n = step(state, *B.place_batch(batch))
+            if not checked:
+                num_items, checked = int(n), True
+                if num_items != y_csr.shape[1]:
+                    raise ValueError(
+                        f"The model scores {num_items} items but `y_true` has "
+                        f"{y_csr.shape[1]} columns."
+                    )
+            if pending is not None:
+                totals = _add(totals, pending)
+            pending = sums
         if bar is not None:
             bar.update(i + 1)
+    if pending is not None:
+        totals = _add(totals, pending)
     count = totals[-1]
     names = [f"{m}@{kk}" for m in metrics for kk in ks_]
     return {name: float(total / count) if count else 0.0 for name, total in zip(names, totals)}

@@ -110,6 +110,72 @@ def test_both_exclusion_paths_agree(monkeypatch):
     assert fast_eval == pytest.approx(slow_eval, rel=1e-6)
 
 
+class SubclassedScorer(keras.Model):
+    """A model whose item count is unknown until it runs (no `outputs`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = ks.layers.SparseDenseInput(4)
+        self.out = keras.layers.Dense(12)
+
+    def call(self, x):
+        return self.out(self.embed(x))
+
+
+@pytest.mark.parametrize("subclassed", [False, True])
+def test_scoring_batches_in_row_parts_matches_the_reference(monkeypatch, subclassed):
+    """Batches cut into row parts (`backend.dense_score_rows`, JAX's CPU) rank as a whole.
+
+    Parts of 3 rows of batches of 8 (a last part of 2), over a shard whose rows
+    are not contiguous, with exclusions masked in place; the subclassed model
+    learns its item count from its first batch, scored whole.
+    """
+    asked = []
+
+    def three_rows(num_items):
+        asked.append(num_items)
+        return 3
+
+    monkeypatch.setattr(streaming.B, "dense_score_rows", three_rows)
+    keras.utils.set_random_seed(0)
+    model = SubclassedScorer() if subclassed else _scorer()
+    rng = np.random.default_rng(7)
+    x = sp.random(45, 10, density=0.3, format="csr", random_state=8, dtype=np.float32)
+    ds = SparseDataset(x, batch_size=8).shard(2, 1)
+    rows = np.concatenate([ds.batch_rows(i) for i in range(len(ds))])
+    y = sp.csr_matrix((rng.random((len(rows), 12)) < 0.3).astype(np.float32))
+    exclude = sp.csr_matrix((rng.random((len(rows), 12)) < 0.25).astype(np.float32))
+    top = ks.predict_top_k(model, ds, k=4, exclude=exclude, verbose=0)
+    result = ks.evaluate_top_k(model, ds, y, k=(2, 4), exclude=exclude, verbose=0)
+    assert asked and set(asked) == {12}
+    scores = np.asarray(model.predict(SparseDataset(x[rows], batch_size=64), verbose=0))
+    excluded = reference_entries(exclude)
+    for u in range(len(rows)):
+        want, _ = ranked_list(list(scores[u]), 4, {c for (r, c) in excluded if r == u})
+        assert _rows_of(top)[u] == want
+    for name, value in result.items():
+        metric, k = name.split("@")
+        expected = ranking_mean(metric, scores, y, int(k), exclude=exclude)
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-6), name
+
+
+def test_dense_score_rows_bounds_the_score_block():
+    rows = B.dense_score_rows(20_000)
+    if B.NAME != "jax" or keras.config.backend() != "jax" or _jax_device() != "cpu":
+        assert rows is None  # whole batches: TensorFlow, torch, JAX off the CPU
+        return
+    # JAX's CPU: at most SCORE_BLOCK_BYTES of float32 scores, 16 rows at least
+    assert 16 < rows and rows * 20_000 * 4 <= B._backend.SCORE_BLOCK_BYTES
+    assert (rows + 1) * 20_000 * 4 > B._backend.SCORE_BLOCK_BYTES
+    assert B.dense_score_rows(10**8) == 16
+
+
+def _jax_device():
+    import jax
+
+    return jax.default_backend()
+
+
 def test_streaming_steps_do_not_keep_the_model_alive():
     import gc
     import weakref
