@@ -430,6 +430,8 @@ def test_the_tensorflow_feeding_path_cuts_exactly_the_data_sets_batches(shuffle)
         )
         spec = adapter.get_tf_dataset().element_spec
         assert spec[0]["a"].shape.as_list() == [None, 7]  # what the model's Input sees
+        # No autotuning: its model thread made destroying the iterator wait seconds.
+        assert adapter.get_tf_dataset().options().autotune.enabled is False
         assert adapter.num_batches == len(data)
         for epoch in range(2):  # two epochs: a new shuffling order, as Keras's adapter does
             random.seed(epoch)

@@ -26,6 +26,21 @@ import numpy as np
 import tensorflow as tf
 
 
+def _options() -> tf.data.Options:
+    """No autotuning: the pipeline has nothing to tune (no parallel calls, no prefetch).
+
+    With autotuning on, `tf.data` runs a model thread for every iterator, and
+    destroying the iterator at the end of `fit` waits for that thread: about
+    2.5 s in one `fit` of several on this 2-core machine (docs/benchmarks.md).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+_OPTIONS = _options()
+
+
 def _tensor(array: np.ndarray) -> tf.Variable:
     """`array` in a CPU variable: one copy, which the pipeline reads by handle.
 
@@ -109,11 +124,12 @@ def pydataset_adapter(
         rows = rows_var[bounds_var[b] : bounds_var[b + 1]]
         return _cut(leaves, rows)
 
-    # No prefetching: a background producer competes with the step's own threads, and on
-    # 2 cores it made about one epoch in two twice as slow (benchmarks/bench_feed.py).
+    # No prefetching: with `steps_per_epoch` Keras keeps one iterator across epochs, and a
+    # prefetched batch would be cut before `on_epoch_begin` writes the next epoch's rows; it
+    # also gained nothing measurable (2.35-2.75 s against 2.27-3.05 s an epoch).
     # Plain TensorFlow ops, no Python control flow: traced as written, without autograph.
     cut = tf.autograph.experimental.do_not_convert(batch)
-    dataset = tf.data.Dataset.range(num_batches).map(cut)
+    dataset = tf.data.Dataset.range(num_batches).map(cut).with_options(_OPTIONS)
 
     class SparseDatasetAdapter(TFDatasetAdapter):
         def on_epoch_begin(self) -> None:
