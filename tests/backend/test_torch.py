@@ -147,13 +147,23 @@ def test_stock_optimizers_get_dense_gradients_and_train_as_on_dense_inputs(name,
     "option", [{"clipnorm": 0.5}, {"global_clipnorm": 0.5}, {"gradient_accumulation_steps": 2}]
 )
 def test_lazy_adam_with_dense_only_options_warns_once_and_equals_adam(option, monkeypatch):
-    lazy = _model(ks.optimizers.LazyAdam(0.05, **option))
-    adam = _model(keras.optimizers.Adam(0.05, **option))
+    _check_dense_updates_equal_adam(
+        ks.optimizers.LazyAdam(0.05, **option),
+        keras.optimizers.Adam(0.05, **option),
+        "updates every row",
+        monkeypatch,
+    )
+
+
+def _check_dense_updates_equal_adam(lazy_optimizer, adam_optimizer, warning, monkeypatch):
+    """`LazyAdam` warns once (`warning`), gets only dense gradients, and trains as Adam does."""
+    lazy = _model(lazy_optimizer)
+    adam = _model(adam_optimizer)
     seen = _spy_gradients(monkeypatch)
-    with pytest.warns(UserWarning, match="updates every row") as caught:
+    with pytest.warns(UserWarning, match=warning) as caught:
         for start in range(0, 24, 8):
             lazy.train_on_batch(X[start : start + 8], Y[start : start + 8])
-    assert sum("updates every row" in str(w.message) for w in caught) == 1
+    assert sum(warning in str(w.message) for w in caught) == 1
     for start in range(0, 24, 8):
         adam.train_on_batch(X[start : start + 8], Y[start : start + 8])
     assert seen and not any(flag for _, flag, _ in seen)
@@ -232,15 +242,9 @@ def test_sparse_dataset_batches_are_coalesced_torch_tensors():
 
 
 def test_lazy_adam_under_loss_scaling_warns_once_and_equals_adam(monkeypatch):
-    lazy = _model(keras.optimizers.LossScaleOptimizer(ks.optimizers.LazyAdam(0.05)))
-    adam = _model(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.05)))
-    seen = _spy_gradients(monkeypatch)
-    with pytest.warns(UserWarning, match="LossScaleOptimizer") as caught:
-        for start in range(0, 24, 8):
-            lazy.train_on_batch(X[start : start + 8], Y[start : start + 8])
-    assert sum("LossScaleOptimizer" in str(w.message) for w in caught) == 1
-    for start in range(0, 24, 8):
-        adam.train_on_batch(X[start : start + 8], Y[start : start + 8])
-    assert seen and not any(flag for _, flag, _ in seen)
-    for ours, theirs in zip(lazy.get_weights(), adam.get_weights()):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    _check_dense_updates_equal_adam(
+        keras.optimizers.LossScaleOptimizer(ks.optimizers.LazyAdam(0.05)),
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.05)),
+        "LossScaleOptimizer",
+        monkeypatch,
+    )

@@ -323,20 +323,11 @@ def test_evaluate_top_k_by_item_blocks_equals_the_dense_reference():
 
 
 def test_a_subclassed_model_never_called_is_built_on_the_first_batch():
-    class Scorer(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.hidden = ks.layers.SparseDenseInput(4)
-            self.out = keras.layers.Dense(12)
-
-        def call(self, x):
-            return self.out(self.hidden(x))
-
     x = sp.random(9, 10, density=0.3, format="csr", random_state=7, dtype=np.float32)
     y = sp.random(9, 12, density=0.3, format="csr", random_state=8, dtype=np.float32)
-    recs = ks.predict_top_k(Scorer(), x, k=3, batch_size=4, verbose=0)
+    recs = ks.predict_top_k(SubclassedScorer(), x, k=3, batch_size=4, verbose=0)
     assert recs.shape == (9, 12) and recs.nnz == 27
-    model = Scorer()
+    model = SubclassedScorer()
     result = ks.evaluate_top_k(model, x, y, k=3, metrics=["recall"], batch_size=4, verbose=0)
     scores = np.asarray(model.predict(x, verbose=0))
     assert result["recall@3"] == pytest.approx(ranking_mean("recall", scores, y, 3), rel=1e-5)
