@@ -26,7 +26,13 @@ Cases (one run measures every baseline it divides by):
 2. Exact `SparseMultinomialNLL`: ours against `Dense(items)` at `--nll-small`
    (time and memory) and `--large` (memory).
 
-Usage: python benchmarks/bench_outputs.py --backend jax [--quick] [--json out.json]
+3. `--sequences`: integer labels with `SparseCategoricalCrossentropy(from_logits=True)`
+   and Adam: an LM head (`Embedding(262144, 128)`, 8 x 128 tokens) against its
+   Dense twin, and a sequential recommender over 1M items (128 x 50 positions,
+   d 64, exact, `block_size=4096`); extra memory of the first `fit` and time
+   per step (`run_sequence`).
+
+Usage: python benchmarks/bench_outputs.py --backend jax [--quick] [--sequences] [--json out.json]
 """
 
 from __future__ import annotations
@@ -318,7 +324,75 @@ def _tf_step(items: int):
     return run
 
 
+def run_sequence(spec: dict) -> dict:
+    """A sequence output (LM head or sequential recommender) with integer labels and Adam.
+
+    `Embedding(items, dim)` over `length` token ids, then `SparseDenseOutput`
+    (ours) or `Dense(items)` (dense), `SparseCategoricalCrossentropy(from_logits=True)`,
+    `keras.optimizers.Adam`. The first `fit` (2 steps, compilation included) gives
+    `first_fit_extra_mb`: its peak RSS above the RSS once the weights and slots
+    exist (on a GPU, JAX's device peak above the bytes in use before it).
+    `ms_per_step` is the fastest of two later 2-step fits.
+    """
+    import keras
+    import numpy as np
+
+    import keras_sparse as ks
+
+    keras.utils.set_random_seed(0)
+    items, length, dim, batch = spec["items"], spec["length"], spec["dim"], spec["batch"]
+    inputs = keras.Input((length,), dtype="int32")
+    hidden = keras.layers.Embedding(items, dim)(inputs)
+    if spec["kind"] == "ours":
+        out = ks.layers.SparseDenseOutput(items, block_size=spec["block"])(hidden)
+    else:
+        out = keras.layers.Dense(items)(hidden)
+    model = keras.Model(inputs, out)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    steps = 2
+    x = rng.integers(0, items, (steps * batch, length)).astype(np.int32)
+    y = rng.integers(0, items, (steps * batch, length)).astype(np.int32)
+    device = _device_memory()
+    with PeakRSS() as first:
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    device_peak = _device_memory(since=device)
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "ms_per_step": 1000 * min(seconds) / steps,
+        "first_fit_extra_mb": first.extra_mb if device is None else device_peak,
+        "memory": "host RSS" if device is None else "device peak",
+    }
+
+
+def _device_memory(since: float | None = None) -> float | None:
+    """JAX on a GPU: MB in use (or the peak above `since`); None on a CPU or another backend."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return None
+    stats = device.memory_stats()
+    if since is None:
+        return stats["bytes_in_use"] / 2**20
+    return stats["peak_bytes_in_use"] / 2**20 - since
+
+
 def child(spec: dict) -> dict:
+    if "length" in spec:
+        return run_sequence(spec)
     if spec["kind"] == "handwritten":
         return run_handwritten(spec["items"], spec["rows"])
     return run_keras(spec["items"], spec["rows"], spec["kind"], spec["loss"])
@@ -348,11 +422,21 @@ def main() -> int:
     parser.add_argument("--dense-rows", type=int, default=1024, help="rows of Dense at scale")
     parser.add_argument("--quick", action="store_true", help="10x smaller catalogues")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--sequences",
+        action="store_true",
+        help="only the sequence cases: an LM head over --vocab and a sequential recommender "
+        "over --large items (integer labels, SparseCategoricalCrossentropy)",
+    )
+    parser.add_argument("--vocab", type=int, default=262_144)
+    parser.add_argument("--seqrec-dense", action="store_true", help="also Dense at --large")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
+    if args.sequences:
+        return sequences(args)
     if args.quick:
         args.small, args.large, args.nll_small = 10_000, 100_000, 20_000
         args.rows, args.dense_rows = 1024, 512
@@ -408,6 +492,48 @@ def main() -> int:
     print(f"\nratios ({args.backend}, one run):")
     for name, value in ratios.items():
         print(f"  {name:62s} {value:9.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"backend": args.backend, "runs": runs, "ratios": ratios}, f, indent=1)
+    return 0
+
+
+def sequences(args: argparse.Namespace) -> int:
+    """The LM head (8 x 128 tokens, d 128) and the sequential recommender (128 x 50, d 64)."""
+    vocab, large = (args.vocab // 10, args.large // 10) if args.quick else (args.vocab, args.large)
+    lm = {"items": vocab, "length": 128, "dim": 128, "batch": 8, "block": 16384}
+    seq = {"items": large, "length": 50, "dim": 64, "batch": 128, "block": 4096}
+    plan = [("lm", "ours", lm), ("lm", "dense", lm), ("seqrec", "ours", seq)]
+    if args.seqrec_dense:
+        plan.append(("seqrec", "dense", seq))
+    runs = {}
+    for case, kind, spec in plan:
+        result = measure({**spec, "kind": kind}, args.backend)
+        runs[f"{case}/{kind}"] = result
+        print(
+            f"{args.backend:10s} {case:7s} {kind:6s} {spec['items']:>9,d} items: "
+            f"{result['ms_per_step']:9.1f} ms/step, first fit {result['first_fit_extra_mb']:8.1f} "
+            f"MB extra ({result['memory']})",
+            flush=True,
+        )
+    ratios = {
+        f"LM head {vocab:,}: ours / Dense (first-fit extra memory, <= 0.25)": runs["lm/ours"][
+            "first_fit_extra_mb"
+        ]
+        / max(runs["lm/dense"]["first_fit_extra_mb"], 1.0),
+        f"LM head {vocab:,}: ours / Dense (time per step, <= 1.3)": runs["lm/ours"]["ms_per_step"]
+        / runs["lm/dense"]["ms_per_step"],
+        f"sequential recommender {large:,}: ours first-fit extra MB (<= 2048)": runs["seqrec/ours"][
+            "first_fit_extra_mb"
+        ],
+    }
+    if args.seqrec_dense:
+        ratios[f"sequential recommender {large:,}: ours / Dense (time per step)"] = (
+            runs["seqrec/ours"]["ms_per_step"] / runs["seqrec/dense"]["ms_per_step"]
+        )
+    print(f"\nratios ({args.backend}, one run):")
+    for name, value in ratios.items():
+        print(f"  {name:70s} {value:9.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": args.backend, "runs": runs, "ratios": ratios}, f, indent=1)

@@ -252,3 +252,30 @@ def patches() -> tuple[Patch, ...]:
         True
     """
     return tuple(_REGISTRY.values())
+
+
+def sublayers(model: Any) -> list:
+    """Every layer inside `model`, at any depth (Keras's `_flatten_layers`, 3.10-3.15)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return list(getattr(model, "layers", []))
+    return list(flatten(include_self=False, recursive=True))
+
+
+def keras_mask(x: Any) -> Any:
+    """The Keras mask a tensor carries (`_keras_mask`), or None."""
+    try:
+        from keras.src.backend.common.masking import get_keras_mask
+    except ImportError:  # pragma: no cover - older layouts keep it as an attribute
+        return getattr(x, "_keras_mask", None)
+    return get_keras_mask(x)
+
+
+def set_keras_mask(x: Any, mask: Any) -> None:
+    """Give a tensor the Keras mask `mask` (as Keras's layers do with their outputs)."""
+    try:
+        from keras.src.backend.common.masking import set_keras_mask as setter
+    except ImportError:  # pragma: no cover
+        x._keras_mask = mask
+        return
+    setter(x, mask)

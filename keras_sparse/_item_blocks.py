@@ -87,13 +87,22 @@ def _looped_block(kernel: Any, bias: Any, i: Any, block: int) -> tuple[Any, Any,
     return start, rows, b, fresh
 
 
-def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
+def _kept(fresh: Any, start: Any, block: int, exclude: Any) -> Any:
+    """Which (row, item) of a block count: the block's new items, less each row's excluded one."""
+    if exclude is None:
+        return fresh[None, :]
+    items = start + ops.arange(block)
+    return ops.logical_and(fresh[None, :], ops.not_equal(items[None, :], exclude[:, None]))
+
+
+def _forward_looped(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = None) -> Any:
     block, count = _loop_bounds(kernel.shape[0], block)
 
     def body(i: Any, carry: tuple) -> tuple:
         running_max, total = carry
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
-        scores = ops.where(fresh[None, :], table_scores(h, rows, b), _ops.MINUS_INF)
+        kept = _kept(fresh, start, block, exclude)
+        scores = ops.where(kept, table_scores(h, rows, b), _ops.MINUS_INF)
         new_max = ops.maximum(running_max, ops.max(scores, axis=1))
         total = total * ops.exp(running_max - new_max) + ops.sum(
             ops.exp(scores - new_max[:, None]), axis=1
@@ -106,12 +115,20 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int) -> Any:
     return running_max + ops.log(total)
 
 
-def _backward_looped(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, block: int):
+def _backward_looped(
+    h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, block: int, exclude: Any = None
+):
     block, count = _loop_bounds(kernel.shape[0], block)
 
     def body(i: Any, grad_h: Any) -> tuple:
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
         weights = ops.exp(table_scores(h, rows, b) - lse[:, None]) * upstream[:, None]
+        if exclude is not None:  # the excluded item is in no row's sum
+            # A one-hot product, not a `where` on a comparison: with the latter,
+            # TensorFlow held every block's weights at once (5.3 GB against 0.5 GB).
+            local = exclude - start
+            local = ops.where(ops.less(local, block), local, ops.full_like(local, -1))
+            weights = weights * (1 - ops.one_hot(local, block, dtype=weights.dtype))
         new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
         grad_h = grad_h + ops.matmul(new, rows)
         # Rows shared with the previous block get the same values again.
@@ -121,7 +138,7 @@ def _backward_looped(h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, bl
     return grad_h, grad_kernel, grad_bias
 
 
-def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
+def log_partition(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = None) -> Any:
     """Exact `logsumexp(h @ kernel.T + bias, axis=1)` without the rows x items matrix.
 
     Args:
@@ -129,13 +146,19 @@ def log_partition(h: Any, kernel: Any, bias: Any, block: int) -> Any:
         kernel: `(items, d)` output table (one row per item).
         bias: `(items,)` bias, or None.
         block: Items per block.
+        exclude: Optional `(rows,)` integer item per row left out of its sum
+            (the label, for a cross-entropy written as
+            `logaddexp(s_label, log_partition(..., exclude=label)) - s_label`);
+            an id outside `[0, items)` leaves nothing out.
 
     Returns:
         A `(rows,)` tensor. Its gradient with respect to `h`, `kernel` and
         `bias` is the softmax-weighted one, recomputed block by block.
     """
-    forward = functools.partial(_forward_looped, block=block)
-    backward = functools.partial(_backward_looped, block=block)
+    if exclude is not None:
+        exclude = ops.cast(ops.convert_to_tensor(exclude), "int32")
+    forward = functools.partial(_forward_looped, block=block, exclude=exclude)
+    backward = functools.partial(_backward_looped, block=block, exclude=exclude)
     # torch's custom gradient saves its inputs, which must be tensors (not arrays or variables).
     h, kernel = ops.convert_to_tensor(h), ops.convert_to_tensor(kernel)
     if bias is None:

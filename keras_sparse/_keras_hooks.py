@@ -137,11 +137,26 @@ def _builtin_loss_name(loss: Any) -> str | None:
     return getattr(fn, "__name__", None) or snake_case(type(fn).__name__)
 
 
+def _loss_target_pairs(user_loss: Any, y_true: Any) -> list[tuple[Any, Any]]:
+    """Each compiled loss with the target it scores (by key or position, as Keras pairs them)."""
+    if isinstance(user_loss, dict) and isinstance(y_true, dict):
+        return [(loss, y_true.get(key)) for key, loss in user_loss.items()]
+    sequence = (list, tuple)
+    if (
+        isinstance(user_loss, sequence)
+        and isinstance(y_true, sequence)
+        and not B.is_sparse(y_true)
+        and len(user_loss) == len(y_true)
+    ):
+        return list(zip(user_loss, y_true))
+    return [(loss, y_true) for loss in _leaves(user_loss)]
+
+
 def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
     """The advice for a Keras built-in loss compiled against a sparse target, else None."""
-    if not any(B.is_sparse(leaf) for leaf in _leaves(y_true)):
-        return None
-    for loss in _leaves(user_loss):
+    for loss, target in _loss_target_pairs(user_loss, y_true):
+        if not any(B.is_sparse(leaf) for leaf in _leaves(target)):
+            continue
         name = _builtin_loss_name(loss)
         if name is not None:
             alternative = SPARSE_ALTERNATIVES.get(name, "a loss from keras_sparse.losses")

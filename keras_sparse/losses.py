@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
+import scipy.sparse as sp
 from keras import ops
 
-from keras_sparse import _ops, _validation
+from keras_sparse import _compat, _ops, _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
 from keras_sparse.convert import sparse_target
@@ -28,6 +29,8 @@ __all__ = [
     "SparseMeanAbsoluteError",
     "SparseMeanSquaredError",
     "SparseMultinomialNLL",
+    "is_label_target",
+    "label_nll",
     "masked_row_mean",
     "observed_entries",
     "scored_entries",
@@ -620,6 +623,55 @@ class SparseBinaryCrossentropy(_BuiltinMaskedLoss):
         self.from_logits = from_logits
 
 
+def is_label_target(y_true: Any, y_pred: Any) -> bool:
+    """Whether a dense `y_true` holds one integer label per row (or position) of `y_pred`.
+
+    Labels have `y_pred`'s shape without its last axis (or with a last axis
+    of 1 where `y_pred`'s is wider); a sparse target never does.
+    """
+    if y_true is None or B.is_sparse(y_true) or sp.issparse(y_true):
+        return False
+    true_shape, pred_shape = tuple(np.shape(y_true)), tuple(np.shape(y_pred))
+    if len(true_shape) == len(pred_shape) - 1:
+        return True
+    return len(true_shape) == len(pred_shape) >= 2 and true_shape[-1] == 1 != pred_shape[-1]
+
+
+def label_nll(y_true: Any, y_pred: Any, ignore_class: int | None = None) -> Any:
+    """`-log_softmax(y_pred)[label]` per position; 0 (and masked) where the label is ignored.
+
+    Args:
+        y_true: Integer labels of shape `y_pred.shape[:-1]` (or with a last axis of 1).
+        y_pred: Logits `(..., units)`.
+        ignore_class: A label that is not scored (padding), or None.
+
+    Returns:
+        A tensor of shape `y_pred.shape[:-1]`, carrying Keras's mask of the
+        scored positions when `ignore_class` is set.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_sparse as ks
+        >>> nll = ks.losses.label_nll(np.array([1, 0]), np.zeros((2, 4), "float32"), 0)
+        >>> [round(float(v), 4) for v in nll]
+        [1.3863, 0.0]
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    labels = ops.cast(ops.convert_to_tensor(y_true), "int32")
+    if len(labels.shape) == len(y_pred.shape):
+        labels = ops.squeeze(labels, axis=-1)
+    valid = None
+    if ignore_class is not None:
+        valid = ops.not_equal(labels, ignore_class)
+        labels = ops.where(valid, labels, ops.zeros_like(labels))
+    log_probs = ops.log_softmax(y_pred, axis=-1)
+    nll = -ops.squeeze(ops.take_along_axis(log_probs, labels[..., None], axis=-1), axis=-1)
+    if valid is not None:
+        nll = ops.where(valid, nll, ops.zeros_like(nll))
+        _compat.set_keras_mask(nll, valid)
+    return nll
+
+
 @register
 class SparseMultinomialNLL(_BuiltinMaskedLoss):
     """Multinomial negative log-likelihood (Mult-VAE) over the observed entries.
@@ -628,8 +680,15 @@ class SparseMultinomialNLL(_BuiltinMaskedLoss):
     objective); with `"entries"` the batch value is the total NLL divided by
     the number of observed entries.
 
+    It also takes integer labels, one per row or sequence position (shape
+    `y_pred.shape[:-1]`): then it is the softmax cross-entropy from logits,
+    `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`, with the
+    same `ignore_class`.
+
     Args:
-        normalize: `"row"` or `"entries"`.
+        normalize: `"row"` or `"entries"` (sparse or multi-hot targets).
+        ignore_class: With integer labels, a label that is not scored
+            (e.g. the padding id), or None.
         reduction: Keras reduction.
         name: Name of the loss.
         dtype: Dtype of the computation.
@@ -637,16 +696,31 @@ class SparseMultinomialNLL(_BuiltinMaskedLoss):
     Examples:
         >>> import keras_sparse as ks
         >>> loss = ks.losses.SparseMultinomialNLL()
+        >>> sequences = ks.losses.SparseMultinomialNLL(ignore_class=0)
     """
 
     def __init__(
         self,
         normalize: str = "row",
+        ignore_class: int | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_multinomial_nll",
         dtype: Any = None,
     ) -> None:
         super().__init__(_multinomial, normalize, reduction, name, dtype)
+        self.ignore_class = _validation.check_int(
+            ignore_class, "ignore_class", minimum=-(2**31), allow_none=True
+        )
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        if is_label_target(y_true, y_pred):  # Keras's own checks and reduction, as its SCCE
+            return keras.losses.Loss.__call__(self, y_true, y_pred, sample_weight)
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        if is_label_target(y_true, y_pred):
+            return label_nll(y_true, y_pred, self.ignore_class)
         return _multinomial(y_true, y_pred, self.normalize, where=f"loss {self.name!r}")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "ignore_class": self.ignore_class}

@@ -87,6 +87,7 @@ API = (
     "sparse_shape",
     "sparse_to_coo",
     "stable_argsort",
+    "step_state",
     "top_k",
     "train_step",
     "with_values",
@@ -134,6 +135,7 @@ sparse_num_rows = _backend.sparse_num_rows
 sparse_shape = _backend.sparse_shape
 sparse_to_coo = _backend.sparse_to_coo
 stable_argsort = _backend.stable_argsort
+step_state = _backend.step_state
 top_k = _backend.top_k
 train_step = _backend.train_step
 with_values = _backend.with_values

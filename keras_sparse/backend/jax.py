@@ -387,3 +387,14 @@ def pydataset_adapter(
 ) -> Any:
     """None: Keras's own `PyDataset` adapter feeds the data set on this backend."""
     return None
+
+
+def step_state(variables: list) -> list | None:
+    """`[(variable, value)]` as this trace reads them, to read them so again later in the step.
+
+    Keras's JAX step maps variables to traced values only while the model runs
+    (`stateless_call`); `compute_loss` runs after it, where a variable would read
+    its stored value. `keras.StatelessScope(state_mapping=...)` over this list
+    restores the step's values there.
+    """
+    return [(v, v.value) for v in variables]

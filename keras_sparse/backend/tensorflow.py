@@ -255,14 +255,26 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
 
     See the JAX twin. Blocks start at `min(i * block, num_rows - block)`. On
-    TensorFlow the loop is unrolled into the graph, whose executor frees each
-    block once it is used: a `tf.while_loop` would copy a carried output whole
-    at every write, and one writing to a `TensorArray` measured twice as slow
-    for the same memory. The output keeps the first `count - 1` blocks and the
-    new rows of the last one.
+    TensorFlow the loop is unrolled into the graph: a `tf.while_loop` would copy
+    a carried output whole at every write, and one writing to a `TensorArray`
+    measured twice as slow. Each block's ops wait for the carry and the pieces
+    of the block before (control dependencies), so the executor runs the blocks
+    one after another and frees each block's scores before the next exists;
+    without that order it ran independent blocks side by side and held most of
+    them at once (5.3 GB instead of 0.3 GB for the gradient of a 6400-row,
+    100k-item log-partition with a label left out of each row). The output
+    keeps the first `count - 1` blocks and the new rows of the last one.
     """
+    before: list = []
+
+    def ordered(i: int, carry: Any) -> tuple:
+        with tf.control_dependencies(tf.nest.flatten(carry) + before):
+            out = body(i, carry)
+        before[:] = tf.nest.flatten(out[2])
+        return out
+
     return _common.unrolled_loop_rows(
-        count, body, carry, num_rows, lambda pieces: tf.concat(pieces, axis=0)
+        count, ordered, carry, num_rows, lambda pieces: tf.concat(pieces, axis=0)
     )
 
 
@@ -341,3 +353,10 @@ def pydataset_adapter(
     if tf.distribute.has_strategy():
         return None
     return _tf_data.pydataset_adapter(py_dataset, structure, epoch_rows, shuffle, class_weight)
+
+
+def step_state(variables: list) -> list | None:
+    """`[(variable, value)]` inside a Keras `StatelessScope`, else None (see the JAX twin)."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    return [(v, v.value) for v in variables] if in_stateless_scope() else None

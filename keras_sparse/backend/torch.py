@@ -489,3 +489,10 @@ def pydataset_adapter(
 ) -> Any:
     """None: Keras's own `PyDataset` adapter feeds the data set on this backend."""
     return None
+
+
+def step_state(variables: list) -> list | None:
+    """`[(variable, value)]` inside a Keras `StatelessScope`, else None (see the JAX twin)."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    return [(v, v.value) for v in variables] if in_stateless_scope() else None

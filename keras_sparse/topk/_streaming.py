@@ -98,7 +98,16 @@ def _check_scores(out: Any) -> Any:
             f"{type(out).__name__}. For a model ending in TopK, call it yourself and pass "
             "its (scores, indices) output to TopKToCSR."
         )
-    return ops.convert_to_tensor(out)
+    return last_position(ops.convert_to_tensor(out))
+
+
+def last_position(x: Any) -> Any:
+    """A sequence model's `(rows, steps, width)` output at its last step; 2-D as it is.
+
+    The next-item scores of a sequential recommender or language model come
+    from the last position (left-pad shorter sequences).
+    """
+    return x[:, -1, :] if len(x.shape) == 3 else x
 
 
 class _Blocks:
@@ -127,7 +136,7 @@ class _Blocks:
 
     def features_of(self, state: tuple, batch_x: Any) -> Any:
         h, _ = self.features.stateless_call(state[0], state[1], batch_x)
-        return ops.cast(h, self.layer.compute_dtype)
+        return ops.cast(last_position(h), self.layer.compute_dtype)
 
 
 _BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -284,7 +293,10 @@ def predict_top_k(
 
     Args:
         model: A Keras model (or any callable) mapping a batch of `x` to dense
-            `(rows, items)` scores.
+            `(rows, items)` scores. A sequence model's `(rows, steps, items)`
+            scores give the next-item top k from the last step (left-pad the
+            sequences); one ending in `SparseDenseOutput` is scored by item
+            blocks from its last hidden state.
         x: Model inputs: anything `SparseDataset` accepts (SciPy, NumPy,
             tuples/dicts of those), or an unshuffled `SparseDataset`.
         k: Items per row.
@@ -423,7 +435,10 @@ def evaluate_top_k(
 
     Args:
         model: A Keras model (or any callable) mapping a batch of `x` to dense
-            `(rows, items)` scores.
+            `(rows, items)` scores. A sequence model's `(rows, steps, items)`
+            scores give the next-item top k from the last step (left-pad the
+            sequences); one ending in `SparseDenseOutput` is scored by item
+            blocks from its last hidden state.
         x: Model inputs (anything `SparseDataset` accepts, or an unshuffled
             `SparseDataset`).
         y_true: Sparse `(rows, items)` relevance (SciPy matrix of any format).

@@ -123,3 +123,27 @@ def test_large_catalogue_example_beats_popularity(capsys):
     ours, popularity = (float(v) for v in table["recall@20"])
     assert ours > 2 * popularity, out
     assert out.count("top 10 = ") == 3
+
+
+def test_lm_head_example_learns_the_successors(capsys):
+    args = ["--vocab", "3000", "--steps", "20", "--epochs", "5", "--length", "16"]
+    assert _load("lm_head").main(args) == 0
+    out = capsys.readouterr().out
+    losses = [float(v) for v in out.split("loss per epoch [")[1].split("]")[0].split(",")]
+    uniform = float(out.split("(uniform: ")[1].split(")")[0])
+    assert losses[-1] < 0.8 * uniform  # far below guessing
+    share = float(out.split("last position: ")[1].split(" ")[0])
+    assert share > 0.2  # 4 of 3000 tokens are right: guessing gives about 0.001
+    assert "(2, 16, 3000)" in out
+
+
+@pytest.mark.slow
+def test_sasrec_example_beats_popularity_on_movielens(capsys):
+    sasrec = _load("sasrec_movielens")
+    if sasrec.find_data(None) is None:
+        pytest.skip("MovieLens-100K not available (../shared/tools/fetch_movielens_100k.sh)")
+    assert sasrec.main(["--epochs", "12", "--only", "exact", "--length", "30", "--lr", "3e-3"]) == 0
+    out = capsys.readouterr().out
+    popularity = float(out.split("popularity: NDCG@10 ")[1].split()[0])
+    exact = float(out.split("exact")[1].split("NDCG@10 ")[1].split()[0])
+    assert exact > popularity
