@@ -109,6 +109,17 @@ def _left_out(scores: Any, start: Any, block: int, exclude: Any) -> Any:
     return ops.scatter_update(scores, ops.stack([rows, local], axis=1), new)
 
 
+def _overlaps(i: Any, count: int, num_items: int, block: int) -> bool:
+    """Whether block `i` may hold items of the block before (only the last one can).
+
+    Decided in Python where it can be (a Python `i`, or equal blocks), which
+    spares a pass over the block's scores.
+    """
+    if int(num_items) % block == 0:
+        return False
+    return not isinstance(i, int) or i == count - 1
+
+
 def _forward_looped(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = None) -> Any:
     block, count = _loop_bounds(kernel.shape[0], block)
 
@@ -118,7 +129,8 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = N
         scores = table_scores(h, rows, b)
         if exclude is not None:
             scores = _left_out(scores, start, block, exclude)
-        scores = ops.where(fresh[None, :], scores, _ops.MINUS_INF)
+        if _overlaps(i, count, kernel.shape[0], block):
+            scores = ops.where(fresh[None, :], scores, _ops.MINUS_INF)
         new_max = ops.maximum(running_max, ops.max(scores, axis=1))
         total = total * ops.exp(running_max - new_max) + ops.sum(
             ops.exp(scores - new_max[:, None]), axis=1
@@ -142,7 +154,9 @@ def _backward_looped(
         if exclude is not None:  # the excluded item is in no row's sum
             scores = _left_out(scores, start, block, exclude)
         weights = ops.exp(scores - lse[:, None]) * upstream[:, None]
-        new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
+        new = weights
+        if _overlaps(i, count, kernel.shape[0], block):
+            new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
         grad_h = grad_h + ops.matmul(new, rows)
         # Rows shared with the previous block get the same values again.
         return grad_h, start, (ops.matmul(ops.transpose(weights), h), ops.sum(weights, axis=0))

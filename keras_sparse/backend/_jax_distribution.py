@@ -217,8 +217,19 @@ def check_model(model: Any) -> None:
     if layout_map is None:
         return
     paths = [v.path for v in variables]
+    # Keras full-matches a key against variable paths and, for output layouts,
+    # against "<call path>/output" (a regex such as ".*dense.*output" included).
+    # The call path is known only while the model runs, so any key written as
+    # ".../output" passes, as do keys matching a layer's path or name so written.
+    outputs = [
+        f"{prefix}{getattr(layer, attr)}/output"
+        for layer in model._flatten_layers()
+        for attr in ("path", "name")
+        for prefix in ("", f"{model.name}/")
+        if hasattr(layer, attr)
+    ]
     for key in layout_map:
-        if key.endswith("/output") or _fullmatch_any(key, paths):
+        if key.endswith("/output") or _fullmatch_any(key, paths + outputs):
             continue
         tables = [v.path for v in model.variables if v.path.endswith("/kernel")]
         raise ValueError(

@@ -281,6 +281,30 @@ def test_a_layout_key_that_names_no_variable_is_refused(data):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
+@needs_devices
+@pytest.mark.parametrize("key", ["dense/output", ".*dense.*output"])
+def test_an_output_layout_key_is_checked_the_way_keras_matches_it(data, key):
+    x, y = data
+    mesh = keras.distribution.DeviceMesh(
+        (2, 2), ["batch", "model"], keras.distribution.list_devices()[:4]
+    )
+    layout_map = keras.distribution.LayoutMap(mesh)
+    layout_map[".*embed/kernel"] = ("model", None)
+    layout_map[key] = ("batch", None)  # Keras full-matches it against "<layer path>/output"
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+    )
+    model = _model(lambda: LazyAdam(0.01))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    bad = keras.distribution.LayoutMap(mesh)
+    bad["nothing.*output"] = ("batch", None)
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=bad, batch_dim_name="batch")
+    )
+    with pytest.raises(ValueError, match=r"'nothing\.\*output' matches none"):
+        _model(lambda: LazyAdam(0.01)).fit(x, y, batch_size=16, epochs=1, verbose=0)
+
+
 def test_place_batch_is_a_no_op_without_a_distribution(data):
     x, _ = data
     batch = ks.to_sparse(x[:4])

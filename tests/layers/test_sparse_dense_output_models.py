@@ -23,12 +23,13 @@ LABELS = RNG.integers(0, V, size=(N, T)).astype("int32")
 LABELS[0, :2] = 0  # padding positions when ignore_class=0
 
 
-def _sequence_models(block_size=7, **kwargs):
+def _sequence_models(block_size=7, mask_zero=False, **kwargs):
     """(ours, Dense twin) over Embedding(V, D), same weights."""
     models = []
     for out in (SparseDenseOutput(V, block_size=block_size, **kwargs), keras.layers.Dense(V)):
         inp = keras.Input((T,), dtype="int32")
-        models.append(keras.Model(inp, out(keras.layers.Embedding(V, D)(inp))))
+        h = keras.layers.Embedding(V, D, mask_zero=mask_zero)(inp)
+        models.append(keras.Model(inp, out(h)))
     ours, twin = models
     layer = ours.layers[-1]
     twin.set_weights([ours.get_weights()[0], np.asarray(layer.kernel).T, np.asarray(layer.bias)])
@@ -69,6 +70,13 @@ def test_keras_sparse_categorical_crossentropy_equals_the_dense_model(ignore_cla
     labels = np.where(LABELS == 0, -1, LABELS) if ignore_class == -1 else LABELS
     logs = _same_step(ours, twin, _scce(ignore_class), TOKENS, labels)
     assert np.isfinite(logs["loss"])
+
+
+def test_an_embedding_mask_weighs_the_loss_as_for_the_dense_model():
+    ours, twin = _sequence_models(mask_zero=True)
+    tokens = TOKENS.copy()
+    tokens[:, :2] = 0  # left padding: masked positions
+    _same_step(ours, twin, _scce(), tokens, LABELS)
 
 
 def test_the_loss_equals_a_numpy_reference_and_labels_may_have_a_last_axis_of_1():
