@@ -628,6 +628,21 @@ def is_label_target(y_true: Any, y_pred: Any) -> bool:
 
     Labels have `y_pred`'s shape without its last axis (or with a last axis
     of 1 where `y_pred`'s is wider); a sparse target never does.
+
+    Args:
+        y_true: The target.
+        y_pred: The predictions, `(..., units)`.
+
+    Returns:
+        True for integer labels, False for a target of `y_pred`'s own shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_sparse as ks
+        >>> ks.losses.is_label_target(np.array([[3, 1]]), np.zeros((1, 2, 5)))
+        True
+        >>> ks.losses.is_label_target(np.zeros((1, 5)), np.zeros((1, 5)))
+        False
     """
     if y_true is None or B.is_sparse(y_true) or sp.issparse(y_true):
         return False
