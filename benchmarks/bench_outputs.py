@@ -489,13 +489,7 @@ def main() -> int:
         f"exact NLL {n:,}: ours / Dense (time, <= 1.2)": get(f"nll/ours/{n}", "ms_per_step")
         / get(f"nll/dense/{n}", "ms_per_step"),
     }
-    print(f"\nratios ({args.backend}, one run):")
-    for name, value in ratios.items():
-        print(f"  {name:62s} {value:9.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"backend": args.backend, "runs": runs, "ratios": ratios}, f, indent=1)
-    return 0
+    return report(args, runs, ratios)
 
 
 def sequences(args: argparse.Namespace) -> int:
@@ -531,9 +525,15 @@ def sequences(args: argparse.Namespace) -> int:
         ratios[f"sequential recommender {large:,}: ours / Dense (time per step)"] = (
             runs["seqrec/ours"]["ms_per_step"] / runs["seqrec/dense"]["ms_per_step"]
         )
+    return report(args, runs, ratios)
+
+
+def report(args: argparse.Namespace, runs: dict, ratios: dict) -> int:
+    """Print the ratios of one run and write everything to `--json`."""
+    width = max(len(name) for name in ratios)
     print(f"\nratios ({args.backend}, one run):")
     for name, value in ratios.items():
-        print(f"  {name:70s} {value:9.3f}")
+        print(f"  {name:{width}s} {value:9.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": args.backend, "runs": runs, "ratios": ratios}, f, indent=1)

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
-from keras_sparse import _compat, _validation
+from keras_sparse import _compat, _output_targets, _validation
 from keras_sparse import backend as B
 from keras_sparse._identifiers import snake_case
 
@@ -125,11 +125,9 @@ def _leaves(value: Any) -> list[Any]:
 
 def _builtin_loss_name(loss: Any) -> str | None:
     """The Keras built-in name of `loss` (`"mean_squared_error"`, ...), None if not built in."""
-    if isinstance(loss, str):
-        try:
-            loss = keras.losses.get(loss)
-        except ValueError:
-            return None
+    loss = _output_targets.resolve_loss(loss)
+    if loss is None:
+        return None
     fn = getattr(loss, "fn", loss)  # a LossFunctionWrapper holds the function
     module = getattr(fn, "__module__", None) or type(fn).__module__
     if not module.startswith("keras."):

@@ -163,6 +163,16 @@ def current() -> Step | None:
     return getattr(_LOCAL, "step", None)
 
 
+def resolve_loss(loss: Any) -> Any:
+    """A loss given by name as Keras resolves it (None for an unknown name); others as they are."""
+    if not isinstance(loss, str):
+        return loss
+    try:
+        return keras.losses.get(loss)
+    except ValueError:
+        return None
+
+
 def loss_kind(loss: Any) -> str | None:
     """The kind of a keras_sparse masked loss, else None.
 
@@ -170,11 +180,7 @@ def loss_kind(loss: Any) -> str | None:
     """
     from keras_sparse import losses
 
-    if isinstance(loss, str):
-        try:
-            loss = keras.losses.get(loss)
-        except ValueError:
-            return None
+    loss = resolve_loss(loss)
     if isinstance(loss, losses.SparseMultinomialNLL) or loss is losses.sparse_multinomial_nll:
         return "nll"
     if isinstance(loss, losses.SparseBinaryCrossentropy):
@@ -199,11 +205,7 @@ def label_loss(loss: Any) -> LabelLoss | None:
     """How `loss` reads integer labels, or None for a loss that does not."""
     from keras_sparse import losses
 
-    if isinstance(loss, str):
-        try:
-            loss = keras.losses.get(loss)
-        except ValueError:
-            return None
+    loss = resolve_loss(loss)
     if isinstance(loss, losses.SparseMultinomialNLL):
         return LabelLoss(loss.name, True, loss.ignore_class)
     if loss is losses.sparse_multinomial_nll:
