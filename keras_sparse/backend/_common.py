@@ -38,3 +38,13 @@ def unrolled_loop_rows(
         last = parts[-1][k][block - (num_rows - (count - 1) * block) :]
         outputs.append(concat([p[k] for p in parts[:-1]] + [last]))
     return carry, tuple(outputs)
+
+
+def stateless_step_state(variables: list) -> list | None:
+    """`[(variable, value)]` inside a Keras `StatelessScope`, else None (TensorFlow, torch).
+
+    See `step_state` in the JAX backend, where the step is always stateless.
+    """
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    return [(v, v.value) for v in variables] if in_stateless_scope() else None

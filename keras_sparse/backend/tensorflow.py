@@ -355,8 +355,4 @@ def pydataset_adapter(
     return _tf_data.pydataset_adapter(py_dataset, structure, epoch_rows, shuffle, class_weight)
 
 
-def step_state(variables: list) -> list | None:
-    """`[(variable, value)]` inside a Keras `StatelessScope`, else None (see the JAX twin)."""
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-    return [(v, v.value) for v in variables] if in_stateless_scope() else None
+step_state = _common.stateless_step_state

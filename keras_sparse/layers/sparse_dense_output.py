@@ -431,25 +431,27 @@ class SparseDenseOutput(keras.layers.Layer):
             bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
         return _item_blocks.table_scores(h, picked, bias)
 
-    def _sampled_rest(self, h: Any, labels: Any, sample: tuple) -> Any:
-        """Log of the sampled estimate of `sum_{j != label} exp(s_j)`, one value per row."""
+    def _sampled_terms(self, h: Any, sample: tuple, hit: Any) -> Any:
+        """`s_n - log(n q(n))` of each row's sampled items: -inf at accidental hits."""
         items, log_expected = sample
         neg = self._sampled_scores(h, items) - ops.cast(log_expected, h.dtype)[None, :]
-        hit = ops.equal(items[None, :], labels[:, None])
-        neg = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
+        return ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
+
+    def _sampled_rest(self, h: Any, labels: Any, sample: tuple) -> Any:
+        """Log of the sampled estimate of `sum_{j != label} exp(s_j)`, one value per row."""
+        neg = self._sampled_terms(h, sample, ops.equal(sample[0][None, :], labels[:, None]))
         top = ops.stop_gradient(ops.max(neg, axis=1))
         top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))
         return top + ops.log(ops.sum(ops.exp(neg - top[:, None]), axis=1))
 
     def _sampled_log_partition(self, h: Any, e: _ops.Entries, scores: Any, sample: tuple) -> Any:
         """Log of the sampled estimate of each row's partition (see the class docstring)."""
-        items, log_expected = sample
-        neg = self._sampled_scores(h, items) - ops.cast(log_expected, h.dtype)[None, :]
         num_rows = ops.shape(h)[0]
         rows = ops.expand_dims(ops.arange(num_rows), 1)
         keys = _ops.linear_keys(e.rows, e.cols, self.units)
-        hit, _ = _ops.lookup(_ops.linear_keys(rows, items[None, :], self.units), keys, e.valid)
-        neg = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
+        sampled_keys = _ops.linear_keys(rows, sample[0][None, :], self.units)
+        hit, _ = _ops.lookup(sampled_keys, keys, e.valid)
+        neg = self._sampled_terms(h, sample, hit)
         pos = scores if e.valid is None else ops.where(e.valid, scores, _ops.MINUS_INF)
         top = ops.stop_gradient(
             ops.maximum(ops.max(neg, axis=1), _ops.row_max(pos, e.rows, num_rows))
