@@ -10,9 +10,10 @@
 2. Each user's items split into train / held out.
 3. A denoising autoencoder (Liang et al., Mult-VAE paper's Mult-DAE):
    SparseDropout -> SparseDenseInput(64, tanh) -> SparseDenseOutput(items),
-   trained with SparseMultinomialNLL. By default a sampled softmax (2048
-   negatives per step from the training popularity, log-Q corrected); a step
-   costs what the batch's entries and the sample cost, not what 1M items cost.
+   trained with SparseMultinomialNLL. By default a sampled softmax with 2048
+   negatives per row, the layer's default hard sampler (the best-scoring item
+   of each group of a shared 16384-item pool); a step costs what the batch's
+   entries and the pool cost, not what 1M items cost.
    `--exact` streams the exact softmax over item blocks instead.
 4. evaluate_top_k scores the whole catalogue block by block (never
    users x 1M at once) against the held-out items, seen items excluded,
@@ -55,11 +56,11 @@ def interactions(users: int, items: int, per_user: int = 30, groups: int = 200, 
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(users, items))
 
 
-def build(items: int, counts: np.ndarray, exact: bool) -> keras.Model:
+def build(items: int, exact: bool) -> keras.Model:
     seen = keras.Input((items,), sparse=True, name="items")
     noisy = ks.layers.SparseDropout(0.5, seed=1)(seen)
     code = ks.layers.SparseDenseInput(64, activation="tanh", combiner="sqrtn")(noisy)
-    sampling = {} if exact else {"negatives": 2048, "item_counts": counts + 1.0, "seed": 2}
+    sampling = {} if exact else {"negatives": 2048, "seed": 2}  # the default hard sampler
     scores = ks.layers.SparseDenseOutput(items, **sampling)(code)
     model = keras.Model(seen, scores)
     model.compile(optimizer=ks.optimizers.LazyAdam(0.02), loss=ks.losses.SparseMultinomialNLL())
@@ -85,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({data.nnz / args.users / args.items:.2e} dense), made in "
         f"{time.perf_counter() - start:.1f} s"
     )
-    model = build(args.items, counts, args.exact)
+    model = build(args.items, args.exact)
     feed = ks.data.SparseDataset(train, train, batch_size=256, shuffle=True, seed=0)
     start = time.perf_counter()
     model.fit(feed, epochs=args.epochs, verbose=0)
-    mode = "exact softmax" if args.exact else "sampled softmax, 2048 negatives"
+    mode = "exact softmax" if args.exact else "sampled softmax, 2048 hard negatives"
     print(f"trained {args.epochs} epochs ({mode}) in {time.perf_counter() - start:.1f} s")
 
     users = slice(0, min(args.eval_users, args.users))

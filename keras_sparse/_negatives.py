@@ -72,3 +72,56 @@ def sample(seed: Any, num: int, num_items: int, cumulative: Any = None) -> tuple
     lower = ops.where(items > 0, ops.take(cumulative, ops.maximum(items - 1, 0)), 0.0)
     q = ops.cast(upper - lower, "float32") / ops.cast(total, "float32")
     return items, ops.log(q * float(num))
+
+
+def from_batch(
+    seed: Any, num: int, items: Any, valid: Any, num_items: int, uniform: int = 0
+) -> tuple[Any, Any]:
+    """Draw `num - uniform` of the batch's target items and `uniform` items uniformly.
+
+    In-batch draws pick stored target entries uniformly (so an item is drawn
+    in proportion to its in-batch frequency); the rest are uniform over the
+    catalogue. Every draw's log-Q correction is the log of its expected
+    count under the mixture, `log((num - uniform) c(j) / V + uniform / num_items)`,
+    with `c(j)` the item's count among the `V` valid entries.
+
+    Args:
+        seed: 2-element integer seed state.
+        num: Number of items to draw.
+        items: `(P,)` int item ids of the batch's target entries.
+        valid: `(P,)` bool, False at entries that are not targets (padding,
+            ignored labels), or None.
+        num_items: Size of the catalogue.
+        uniform: How many of the `num` draws are uniform.
+
+    Returns:
+        `(items, log_expected)` as `sample`. Draws from an empty batch get
+        `log_expected = +inf`, which removes them from a sampled softmax.
+    """
+    items = ops.cast(items, "int32")
+    size = ops.shape(items)[0]
+    if valid is None:
+        valid = ops.ones_like(items, dtype="bool")
+    h = hashes(seed, num)
+    in_batch = num - uniform
+    count = ops.sum(ops.cast(valid, "int32"))
+    # The valid entries first, in their stored order (the keys are distinct).
+    position = ops.arange(size, dtype="int32")
+    order = ops.argsort(ops.where(valid, position, position + size))
+    slot = ops.mod(h[:in_batch], ops.cast(ops.maximum(count, 1), "uint32"))
+    picked = ops.take(items, ops.take(order, ops.cast(slot, "int32")))
+    picked = ops.where(count > 0, picked, ops.zeros_like(picked))
+    spread = ops.cast(ops.mod(h[in_batch:], ops.cast(num_items, "uint32")), "int32")
+    drawn = ops.concatenate([picked, spread], axis=0)
+    ranked = ops.sort(ops.where(valid, items, ops.full_like(items, num_items)))
+    frequency = B.searchsorted(ranked, drawn, side="right") - B.searchsorted(
+        ranked, drawn, side="left"
+    )
+    share = ops.cast(frequency, "float32") / ops.cast(ops.maximum(count, 1), "float32")
+    expected = float(in_batch) * share + float(uniform) / float(num_items)
+    empty = ops.logical_and(ops.equal(count, 0), ops.arange(num) < in_batch)
+    safe = ops.where(expected > 0, expected, ops.ones_like(expected))
+    log_expected = ops.where(
+        ops.logical_or(empty, expected <= 0), ops.full_like(safe, float("inf")), ops.log(safe)
+    )
+    return drawn, log_expected

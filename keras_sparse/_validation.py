@@ -49,9 +49,10 @@ def check_float(
     low: float | None = None,
     high: float | None = None,
     high_open: bool = False,
+    low_open: bool = False,
     allow_none: bool = False,
 ) -> float | None:
-    """Check that `value` is a real number in [low, high] (or [low, high))."""
+    """Check that `value` is a real number in [low, high] (either end open on request)."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -59,11 +60,12 @@ def check_float(
     value = float(value)
     if np.isnan(value):
         raise ValueError(f"`{name}` must be a number, got NaN.")
-    bad_low = low is not None and value < low
+    bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
     if bad_low or bad_high:
+        lower = "(" if low_open else "["
         upper = ")" if high_open else "]"
-        raise ValueError(f"`{name}` must lie in [{low}, {high}{upper}, got {value}.")
+        raise ValueError(f"`{name}` must lie in {lower}{low}, {high}{upper}, got {value}.")
     return value
 
 

@@ -216,7 +216,8 @@ def _sampled(seed, num, cumulative=None):
 
 @pytest.mark.parametrize("counts", [None, np.arange(ITEMS) % 5])
 def test_sampled_softmax_matches_its_numpy_definition(counts):
-    ours, _ = _models(negatives=6, item_counts=counts, seed=11)
+    sampling = "uniform" if counts is None else "counts"
+    ours, _ = _models(negatives=6, item_counts=counts, sampling=sampling, seed=11)
     _, scores = _numpy_parts(ours)
     cumulative = None if counts is None else np.cumsum(counts).astype(np.float32)
     items, log_expected = _sampled(11, 6, cumulative)
@@ -243,7 +244,7 @@ def test_sampled_softmax_approaches_the_exact_loss_with_many_negatives():
     items = 4000  # Y's entries in a wider catalogue, 3000 draws (with replacement)
     inp = keras.Input((FEATURES,), sparse=True)
     h = SparseDenseInput(HIDDEN, activation="tanh")(inp)
-    ours = keras.Model(inp, SparseDenseOutput(items, negatives=3000, seed=2)(h))
+    ours = keras.Model(inp, SparseDenseOutput(items, negatives=3000, sampling="uniform", seed=2)(h))
     w_in, b_in = ours.get_weights()[:2]
     hidden = np.tanh(X.toarray() @ w_in + b_in)
     scores = hidden @ np.asarray(ours.layers[-1].kernel).T
@@ -254,7 +255,7 @@ def test_sampled_softmax_approaches_the_exact_loss_with_many_negatives():
 
 
 def test_negative_sampled_bce_matches_its_numpy_definition():
-    ours, _ = _models(negatives=5, seed=3)
+    ours, _ = _models(negatives=5, sampling="uniform", seed=3)
     _, scores = _numpy_parts(ours)
     items, _ = _sampled(3, 5)
     y = _canonical(Y)
@@ -302,7 +303,8 @@ def test_the_same_seed_draws_the_same_items_on_every_backend():
 
 @pytest.mark.parametrize("negatives", [None, 4])
 def test_lazy_adam_updates_only_the_touched_output_rows(negatives):
-    ours, _ = _models(negatives=negatives, seed=5)
+    sampling = None if negatives is None else "uniform"
+    ours, _ = _models(negatives=negatives, sampling=sampling, seed=5)
     kernel, bias = (np.asarray(v).copy() for v in (ours.layers[-1].kernel, ours.layers[-1].bias))
     loss = "sparse_mse" if negatives is None else losses.SparseMultinomialNLL()
     _step(ours, loss, optimizer=ks.optimizers.LazyAdam(0.1))
