@@ -295,3 +295,77 @@ def top_k(
         best_values, position = B.top_k(values, k)
         best_indices = ops.take_along_axis(indices, position, axis=1)
     return best_values, best_indices, ops.greater(best_values, _ops.MINUS_INF)
+
+
+def group_max(h: Any, kernel: Any, bias: Any, groups: int, block: int, masks: list) -> Any:
+    """Each row's best score in each group of `groups` consecutive table rows, by blocks.
+
+    `kernel` holds `n * groups` rows (the hard sampler's pool): the result is
+    `(rows, n)`, entry `k` the maximum over rows `[k * groups, (k + 1) * groups)`
+    of `h @ kernel.T + bias`, with the entries of `masks` (`(indices, which)`
+    pairs over `(row, kernel row)`, see `_mask_block`) at -inf. The pool is
+    scored `block` table rows at a time and the gradient goes to each
+    group's best entry only; the backward pass reuses the forward's choice,
+    so memory is O(rows x block) plus the `(rows, n)` result and choice.
+    """
+    total = int(kernel.shape[0])
+    num = total // groups
+    per_block = max(1, min(num, int(block) // groups))
+    count = -(-num // per_block)
+    per_block = -(-num // count)
+    width = per_block * groups
+    padded = count * width - total
+    h, kernel = ops.convert_to_tensor(h), ops.convert_to_tensor(kernel)
+    if bias is None:
+        bias = ops.zeros((total,), h.dtype)
+    bias = ops.convert_to_tensor(bias)
+    if padded:  # equal blocks: empty groups at the end, cut from the result
+        kernel = ops.concatenate([kernel, ops.zeros((padded, kernel.shape[1]), kernel.dtype)], 0)
+        bias = ops.concatenate([bias, ops.zeros((padded,), bias.dtype)], 0)
+    rows_of_h = ops.shape(h)[0]
+
+    def block_rows(kernel: Any, bias: Any, i: Any) -> tuple[Any, Any, Any]:
+        start = i * width
+        part = ops.slice(kernel, [start, 0], [width, kernel.shape[1]])
+        return start, part, ops.slice(bias, [start], [width])
+
+    def choose(h: Any, kernel: Any, bias: Any) -> tuple[Any, Any]:
+        def body(i: Any, carry: Any) -> tuple:
+            start, part, b = block_rows(kernel, bias, i)
+            scores = table_scores(h, part, b)
+            if masks:
+                scores = _mask_block(scores, masks, start, start + width)
+            scores = ops.reshape(scores, (-1, per_block, groups))
+            best = ops.transpose(ops.max(scores, axis=2))
+            where = ops.transpose(ops.cast(ops.argmax(scores, axis=2), "int32"))
+            return carry, i * per_block, (best, where)
+
+        _, (best, where) = B.loop_rows(count, body, ops.zeros((), h.dtype), count * per_block)
+        return ops.transpose(best), ops.transpose(where)
+
+    @ops.custom_gradient
+    def fn(h: Any, kernel: Any, bias: Any) -> tuple:
+        best, where = choose(h, kernel, bias)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple:
+            upstream = _upstream(args, upstream)
+            upstream = ops.pad(upstream, [[0, 0], [0, count * per_block - num]])
+
+            def body(i: Any, grad_h: Any) -> tuple:
+                start, part, _ = block_rows(kernel, bias, i)
+                picked = ops.slice(where, [0, i * per_block], [rows_of_h, per_block])
+                weight = ops.slice(upstream, [0, i * per_block], [rows_of_h, per_block])
+                spread = ops.one_hot(picked, groups, dtype=h.dtype) * weight[:, :, None]
+                spread = ops.reshape(spread, (-1, width))
+                grad_h = grad_h + ops.matmul(spread, part)
+                pieces = (ops.matmul(ops.transpose(spread), h), ops.sum(spread, axis=0))
+                return grad_h, start, pieces
+
+            grad_h, (grad_kernel, grad_bias) = B.loop_rows(
+                count, body, ops.zeros_like(h), count * width
+            )
+            return grad_h, grad_kernel, grad_bias
+
+        return best, grad
+
+    return fn(h, kernel, bias)[:, :num]

@@ -1,5 +1,6 @@
 """Item-block math (`keras_sparse._item_blocks`) against NumPy, over random shapes (Hypothesis)."""
 
+import keras
 import numpy as np
 import scipy.sparse as sp
 from hypothesis import given, settings
@@ -60,3 +61,39 @@ def test_log_partition_equals_numpy(problem):
     want = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
     got = np.asarray(_item_blocks.log_partition(h, kernel, bias, block))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_group_max_and_its_gradient_equal_numpy_across_blocks_and_masks():
+    from tests.conftest import gradient
+
+    rng = np.random.default_rng(4)
+    rows, d, n, groups = 5, 3, 7, 3  # blocks of 2 groups: 4 blocks, the last one padded
+    h = rng.normal(size=(rows, d)).astype(np.float32)
+    kernel = rng.normal(size=(n * groups, d)).astype(np.float32)
+    bias = rng.normal(size=n * groups).astype(np.float32)
+    upstream = rng.normal(size=(rows, n)).astype(np.float32)
+    masked = np.array([[0, 0], [0, 1], [0, 2], [2, 5], [4, 20], [3, 9]])  # row 0: group 0 all
+    which = np.array([True, True, True, True, True, False])
+    masks = [(masked.astype(np.int32), which)]
+    scores = h @ kernel.T + bias
+    scores[masked[which, 0], masked[which, 1]] = -np.inf
+    grouped = scores.reshape(rows, n, groups)
+    want = grouped.max(axis=2)
+
+    def fn(h_, kernel_=kernel, bias_=bias):
+        best = _item_blocks.group_max(h_, kernel_, bias_, groups, 6, masks)
+        return keras.ops.multiply(best[:, 1:], upstream[:, 1:])  # row 0: group 0 all masked
+
+    got = _item_blocks.group_max(h, kernel, bias, groups, 6, masks)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-5)
+    # The gradient reaches each group's best entry only, weighted by its upstream value.
+    chosen = np.zeros_like(scores)
+    best = grouped.argmax(axis=2)
+    for r in range(rows):
+        for k in range(1, n):
+            chosen[r, k * groups + best[r, k]] = upstream[r, k]
+    np.testing.assert_allclose(gradient(fn, h), chosen @ kernel, rtol=1e-4, atol=1e-6)
+    grad_kernel = gradient(lambda v: fn(h, v), kernel)
+    np.testing.assert_allclose(grad_kernel, chosen.T @ h, rtol=1e-4, atol=1e-6)
+    grad_bias = gradient(lambda v: fn(h, kernel, v), bias)
+    np.testing.assert_allclose(grad_bias, chosen.sum(axis=0), rtol=1e-4, atol=1e-6)

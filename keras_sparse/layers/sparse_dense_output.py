@@ -16,6 +16,7 @@ from keras_sparse._registry import register
 SAMPLINGS = ("uniform", "counts", "in_batch", "mixed", "hard")
 DEFAULT_SAMPLING = "hard"  # chosen by measurement: docs/large_catalogues.md
 POOL_FACTOR = 8  # the hard sampler's default pool: POOL_FACTOR x negatives
+POOL_BLOCK = 4096  # pool items scored at a time (fastest of 1024-65536 on a 2-core CPU)
 _FROM_BATCH = ("in_batch", "mixed")
 _REPEATS = 4  # places of a repeated draw marked as an accidental hit (see `_hits`)
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
@@ -516,32 +517,32 @@ class SparseDenseOutput(keras.layers.Layer):
             bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
         return _item_blocks.table_scores(h, picked, bias)
 
-    def _sampled_terms(self, h: Any, sample: tuple, hit: Any) -> Any:
+    def _sampled_terms(self, h: Any, sample: tuple, rows: Any, cols: Any, valid: Any) -> Any:
         """`s_n - log(n q(n))` of each row's negatives: -inf at accidental hits.
 
-        The hard sampler keeps each row's `negatives` highest of its pool.
+        `(rows, cols, valid)` are the target's entries, the items each row must
+        not count as negatives. The hard sampler keeps, per group of its pool,
+        each row's best item that is not a hit (`_item_blocks.group_max`), and
+        counts the kept ones as `negatives` uniform draws: weighting them as a
+        sample of that size (`units / negatives` each, not `units / pool`) gave
+        the measured quality (docs/large_catalogues.md); it is biased high.
         """
         items, log_expected = sample
-        neg = self._sampled_scores(h, items) - ops.cast(self._log_q(log_expected), h.dtype)[None, :]
-        neg = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
         if self.sampling == "hard":
-            neg = ops.max(self._grouped(neg), axis=2)
-        return neg
+            picked = ops.cast(B.gather_rows(self.kernel, items), self.compute_dtype)
+            bias = None
+            if self.bias is not None:
+                bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
+            masks = [self._hit_entries(rows, cols, valid, items)]
+            best = _item_blocks.group_max(h, picked, bias, self._groups(), POOL_BLOCK, masks)
+            return best - float(np.log(self.negatives / self.units))
+        neg = self._sampled_scores(h, items) - ops.cast(log_expected, h.dtype)[None, :]
+        hit = self._hits(ops.shape(h)[0], rows, cols, valid, items)
+        return ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
 
     def _grouped(self, scores: Any) -> Any:
         """`(rows, negatives, groups)`: the hard sampler's pool scores, one group per negative."""
         return ops.reshape(scores, (-1, self.negatives, self._groups()))
-
-    def _log_q(self, log_expected: Any) -> Any:
-        """The log-Q correction: the hard sampler's kept items count as `negatives` uniform draws.
-
-        Weighting the `negatives` kept items as a uniform sample of that size
-        (`units / negatives` each, not `units / pool`) gave the measured
-        quality (docs/large_catalogues.md); the estimate is biased high.
-        """
-        if self.sampling != "hard":
-            return log_expected
-        return log_expected + float(np.log(self.negatives / self._num_draws()))
 
     def _sampled_negatives(self, h: Any, e: _ops.Entries, sample: tuple) -> tuple[Any, Any]:
         """Scores `(rows, negatives)` and items of each row's negatives (binary losses)."""
@@ -552,42 +553,42 @@ class SparseDenseOutput(keras.layers.Layer):
         empty = ops.isinf(log_expected)[None, :]  # an in-batch draw from an empty batch
         neg = ops.where(empty, ops.full_like(neg, _ops.MINUS_INF), neg)
         if self.sampling == "hard":
-            hit = self._hits(h, e, items)
+            hit = self._hits(rows, e.rows, e.cols, e.valid, items)
             masked = ops.where(hit, ops.full_like(neg, _ops.MINUS_INF), neg)
             best = ops.expand_dims(ops.argmax(self._grouped(ops.stop_gradient(masked)), axis=2), 2)
             neg = ops.take_along_axis(self._grouped(masked), best, axis=2)[:, :, 0]
             cols = ops.take_along_axis(self._grouped(cols), best, axis=2)[:, :, 0]
         return neg, cols
 
-    def _hits(self, h: Any, e: _ops.Entries, items: Any) -> Any:
-        """`(rows, len(items))`: whether each shared draw is a stored target entry of the row.
+    def _hit_entries(self, rows: Any, cols: Any, valid: Any, items: Any) -> tuple[Any, Any]:
+        """`(indices, which)`: the `(row, draw)` places where a draw is one of the row's items.
 
-        Each target entry is looked up among the draws (sorted once), and its
-        places are scattered into the matrix: O(entries x log draws), never a
-        search per (row, draw) pair. An item drawn more than `_REPEATS` times
-        in one step (rare) is marked at its first `_REPEATS` places only.
+        Each target entry `(row, col)` is looked up among the draws (sorted
+        once): O(entries x log draws), never a search per (row, draw) pair. An
+        item drawn more than `_REPEATS` times in one step (rare) is marked at
+        its first `_REPEATS` places only.
         """
         num = ops.shape(items)[0]
         order = ops.argsort(items)
         ranked = ops.take(items, order)
-        cols = ops.cast(e.cols, ranked.dtype)
+        cols = ops.cast(cols, ranked.dtype)
         first = B.searchsorted(ranked, cols, side="left")
         last = B.searchsorted(ranked, cols, side="right")
-        targets = _ops.and_valid(ops.ones_like(first, dtype="bool"), e.valid)
-        rows = ops.cast(e.rows, "int32")
-        indices, marks = [], []
+        targets = _ops.and_valid(ops.ones_like(first, dtype="bool"), valid)
+        rows = ops.cast(rows, "int32")
+        indices, which = [], []
         for k in range(_REPEATS):
             place = first + k
-            found = ops.logical_and(targets, ops.less(place, last))
+            which.append(ops.logical_and(targets, ops.less(place, last)))
             column = ops.take(order, ops.minimum(place, num - 1))
             indices.append(ops.stack([rows, ops.cast(column, "int32")], axis=1))
-            marks.append(ops.cast(found, "int32"))
-        counts = ops.scatter(
-            ops.concatenate(indices, axis=0),
-            ops.concatenate(marks, axis=0),
-            (ops.shape(h)[0], num),
-        )
-        return ops.greater(counts, 0)
+        return ops.concatenate(indices, axis=0), ops.concatenate(which, axis=0)
+
+    def _hits(self, num_rows: Any, rows: Any, cols: Any, valid: Any, items: Any) -> Any:
+        """`(num_rows, len(items))`: whether each shared draw is one of the row's items."""
+        indices, which = self._hit_entries(rows, cols, valid, items)
+        marks = ops.scatter(indices, ops.cast(which, "int32"), (num_rows, ops.shape(items)[0]))
+        return ops.greater(marks, 0)
 
     def _gbce(self, scores: Any) -> Any:
         """The calibrated positive logits of gSASRec's gBCE: `sigmoid(s') = sigmoid(s) ** beta`.
@@ -604,7 +605,8 @@ class SparseDenseOutput(keras.layers.Layer):
 
     def _sampled_rest(self, h: Any, labels: Any, sample: tuple) -> Any:
         """Log of the sampled estimate of `sum_{j != label} exp(s_j)`, one value per row."""
-        neg = self._sampled_terms(h, sample, ops.equal(sample[0][None, :], labels[:, None]))
+        rows = ops.arange(ops.shape(labels)[0], dtype="int32")
+        neg = self._sampled_terms(h, sample, rows, labels, None)
         top = ops.stop_gradient(ops.max(neg, axis=1))
         top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))
         return top + ops.log(ops.sum(ops.exp(neg - top[:, None]), axis=1))
@@ -612,7 +614,7 @@ class SparseDenseOutput(keras.layers.Layer):
     def _sampled_log_partition(self, h: Any, e: _ops.Entries, scores: Any, sample: tuple) -> Any:
         """Log of the sampled estimate of each row's partition (see the class docstring)."""
         num_rows = ops.shape(h)[0]
-        neg = self._sampled_terms(h, sample, self._hits(h, e, sample[0]))
+        neg = self._sampled_terms(h, sample, e.rows, e.cols, e.valid)
         pos = scores if e.valid is None else ops.where(e.valid, scores, _ops.MINUS_INF)
         top = ops.stop_gradient(
             ops.maximum(ops.max(neg, axis=1), _ops.row_max(pos, e.rows, num_rows))
