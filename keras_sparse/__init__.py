@@ -33,7 +33,7 @@ from keras_sparse.topk._streaming import (  # noqa: E402
     predict_topk,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the version, written only here (pyproject.toml reads it)
 
 # Every change to Keras goes through keras_sparse._compat; keras_patches() lists them.
 _compat.check_keras_version()  # one warning outside the tested Keras range

@@ -276,14 +276,14 @@ def test_fit_and_evaluate_with_sample_weight_match_the_weighted_reference(kind):
     x = sp.random(24, 6, density=0.5, format="csr", random_state=2, dtype=np.float32)
     y = sp.random(24, 5, density=0.4, format="csr", random_state=3, dtype=np.float32)
     weights = np.linspace(0.0, 2.0, 24).astype(np.float32)
-    model = keras.Sequential([keras.Input((6,), sparse=True), keras.layers.Dense(5)])
+    activation = "sigmoid" if kind == "bce" else None  # BCE reads probabilities
+    model = keras.Sequential([keras.Input((6,), sparse=True), keras.layers.Dense(5, activation)])
     model.compile(optimizer="sgd", loss=CLASSES[kind]())
     model.fit(x, y, sample_weight=weights, batch_size=8, epochs=1, verbose=0)
     pred = np.asarray(model.predict(x, verbose=0), np.float64)
-    per_row = loss_rows(kind, y, pred) if kind != "bce" else None
+    per_row = loss_rows(kind, y, pred)
     got = model.evaluate(x, y, sample_weight=weights, batch_size=24, verbose=0)
-    if per_row is not None:
-        assert got == pytest.approx(float((per_row * weights).sum() / 24), rel=1e-4)
+    assert got == pytest.approx(float((per_row * weights).sum() / 24), rel=1e-4)
     with pytest.raises(ValueError, match="sample_weight"):
         model.evaluate(x, y, sample_weight=weights[:-1], verbose=0)
     with pytest.raises(ValueError, match=r"one weight per row"):

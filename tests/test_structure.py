@@ -140,3 +140,15 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_lowest_versions():
         pinned = next(line for line in pins.splitlines() if line.startswith(f"{name}=="))
         low = pinned.split("==")[1].rsplit(".", 1)[0]  # 3.10.0 -> 3.10
         assert f'"{name}>={low}' in pyproject, (name, low)
+
+
+def test_the_version_is_written_once_and_the_type_hints_ship():
+    import importlib.metadata
+
+    import keras_sparse
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject
+    assert importlib.metadata.version("keras-sparse") == keras_sparse.__version__
+    assert (ROOT / "keras_sparse" / "py.typed").exists()
+    assert '"py.typed"' in pyproject

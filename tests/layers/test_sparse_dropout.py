@@ -34,6 +34,7 @@ def test_inference_is_identity(x):
 def test_dense_input_gets_ordinary_dropout():
     out = np.asarray(SparseDropout(0.5, seed=1)(np.ones((20, 20), np.float32), training=True))
     assert set(np.unique(out).tolist()) <= {0.0, 2.0}
+    assert 0.35 < np.mean(out == 0.0) < 0.65  # about half dropped (400 values), not all
 
 
 def test_in_a_model_with_fit(x, tmp_path):

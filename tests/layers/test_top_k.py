@@ -1,5 +1,7 @@
 """`TopK`: the k best items inside a model, against a NumPy reference; serialization."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -40,9 +42,19 @@ def test_top_k_survives_a_keras_file_round_trip(tmp_path):
     assert TopK.from_config(TopK(4).get_config()).k == 4
 
 
-@pytest.mark.parametrize("k", [0, -1, 2.5, "3"])
-def test_bad_k_is_refused_naming_it(k):
-    with pytest.raises((TypeError, ValueError), match="k"):
+@pytest.mark.parametrize(
+    "k, error, shown",
+    [
+        (0, ValueError, "0"),
+        (-1, ValueError, "-1"),
+        (2.5, TypeError, "2.5"),
+        ("3", TypeError, "'3'"),
+    ],
+)
+def test_bad_k_is_refused_naming_it_the_value_and_the_fix(k, error, shown):
+    with pytest.raises(
+        error, match=rf"^`k` must be an integer >= 1, got {re.escape(shown)}[ .].*k=1"
+    ):
         TopK(k)
 
 
