@@ -18,7 +18,7 @@ DEFAULT_SAMPLING = "hard"  # chosen by measurement: docs/large_catalogues.md
 POOL_FACTOR = 8  # the hard sampler's default pool: POOL_FACTOR x negatives
 POOL_BLOCK = 4096  # pool items scored at a time (fastest of 1024-65536 on a 2-core CPU)
 _FROM_BATCH = ("in_batch", "mixed")
-_REPEATS = 4  # places of a repeated draw marked as an accidental hit (see `_hits`)
+_REPEATS = 4  # places of a repeated draw marked as an accidental hit (`_hit_entries`)
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
@@ -173,13 +173,19 @@ class SparseDenseOutput(keras.layers.Layer):
                 f"`pool_size` ({self.pool_size}) is the candidate pool of sampling='hard'; got "
                 f"sampling={self.sampling!r}. Pass sampling='hard', or leave pool_size None."
             )
-        if self.pool_size is not None and self.negatives is not None:
+        if self.pool_size is not None and self.negatives is None:
+            raise ValueError(
+                f"`pool_size` ({self.pool_size}) is the hard sampler's pool, but "
+                "negatives=None (the exact softmax samples nothing). Pass negatives=n, or "
+                "leave pool_size None."
+            )
+        if self.pool_size is not None:
             if self.pool_size < self.negatives:
                 raise ValueError(
                     f"`pool_size` must be at least `negatives` ({self.negatives}); got "
-                    f"pool_size={self.pool_size}. The hard sampler keeps each row's top "
-                    "`negatives` of the pool: give a larger pool, or leave it None "
-                    f"({POOL_FACTOR} x negatives)."
+                    f"pool_size={self.pool_size}. The hard sampler keeps each row's best item "
+                    "of each of `negatives` groups of the pool: give a larger pool, or leave "
+                    f"it None ({POOL_FACTOR} x negatives)."
                 )
         self.gbce_t = _validation.check_float(
             gbce_t, "gbce_t", low=0.0, high=1.0, low_open=True, allow_none=True

@@ -235,6 +235,7 @@ def test_sampler_arguments_round_trip_through_save(tmp_path):
         ({"negatives": 3, "gbce_t": 0.0}, r"`gbce_t` must lie in \(0.0, 1.0\]"),
         ({"negatives": 3, "gbce_t": 1.5}, r"`gbce_t` must lie in \(0.0, 1.0\], got 1.5"),
         ({"gbce_t": 0.5}, "negatives=None"),
+        ({"sampling": "hard", "pool_size": 40}, "negatives=None"),
     ],
 )
 def test_bad_sampler_arguments_name_the_argument_value_and_fix(kwargs, match):
