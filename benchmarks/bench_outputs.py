@@ -398,10 +398,11 @@ def child(spec: dict) -> dict:
     return run_keras(spec["items"], spec["rows"], spec["kind"], spec["loss"])
 
 
-def measure(spec: dict, backend: str) -> dict:
+def measure(spec: dict, backend: str, script: str = __file__) -> dict:
+    """Run `script --child spec` in a fresh process on `backend`; its last line's JSON."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
+        [sys.executable, script, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         env=env,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -139,24 +138,16 @@ def speed_child(spec: dict) -> dict:
 
 
 def speed(args: argparse.Namespace) -> dict:
+    from bench_outputs import measure
+
     runs = {}
-    env = dict(os.environ, KERAS_BACKEND=args.backend, TF_CPP_MIN_LOG_LEVEL="3")
     plan = [(args.small, SHARE), (args.large, SHARE), (args.large, SHARE / 10)]
     for items, share in plan:
         for sampler in (None, *SAMPLERS):
             if sampler is None and f"{items}/exact" in runs:
                 continue
             spec = {"items": items, "sampler": sampler, "rows": args.rows, "share": share}
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result = measure(spec, args.backend, __file__)
             label = "exact" if sampler is None else f"{sampler} {share:.1%}"
             runs[f"{items}/{label}"] = result
             exact = runs[f"{items}/exact"]["ms_per_step"]

@@ -119,9 +119,7 @@ def from_batch(
     )
     share = ops.cast(frequency, "float32") / ops.cast(ops.maximum(count, 1), "float32")
     expected = float(in_batch) * share + float(uniform) / float(num_items)
+    # Only an in-batch draw from an empty batch has no expected count (every other one is > 0).
     empty = ops.logical_and(ops.equal(count, 0), ops.arange(num) < in_batch)
-    safe = ops.where(expected > 0, expected, ops.ones_like(expected))
-    log_expected = ops.where(
-        ops.logical_or(empty, expected <= 0), ops.full_like(safe, float("inf")), ops.log(safe)
-    )
-    return drawn, log_expected
+    safe = ops.where(empty, ops.ones_like(expected), expected)
+    return drawn, ops.where(empty, ops.full_like(safe, float("inf")), ops.log(safe))

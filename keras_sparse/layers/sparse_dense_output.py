@@ -516,12 +516,16 @@ class SparseDenseOutput(keras.layers.Layer):
             entry.sample, self.negatives, items, targets, self.units, uniform
         )
 
-    def _sampled_scores(self, h: Any, items: Any) -> Any:
+    def _table_rows(self, items: Any) -> tuple[Any, Any]:
+        """The kernel rows and biases of `items`, read by rows (lazy updates see them)."""
         picked = ops.cast(B.gather_rows(self.kernel, items), self.compute_dtype)
         bias = None
         if self.bias is not None:
             bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
-        return _item_blocks.table_scores(h, picked, bias)
+        return picked, bias
+
+    def _sampled_scores(self, h: Any, items: Any) -> Any:
+        return _item_blocks.table_scores(h, *self._table_rows(items))
 
     def _sampled_terms(self, h: Any, sample: tuple, rows: Any, cols: Any, valid: Any) -> Any:
         """`s_n - log(n q(n))` of each row's negatives: -inf at accidental hits.
@@ -535,10 +539,7 @@ class SparseDenseOutput(keras.layers.Layer):
         """
         items, log_expected = sample
         if self.sampling == "hard":
-            picked = ops.cast(B.gather_rows(self.kernel, items), self.compute_dtype)
-            bias = None
-            if self.bias is not None:
-                bias = ops.cast(B.gather_rows(self.bias, items), self.compute_dtype)
+            picked, bias = self._table_rows(items)
             masks = [self._hit_entries(rows, cols, valid, items)]
             best = _item_blocks.group_max(h, picked, bias, self._groups(), POOL_BLOCK, masks)
             return best - float(np.log(self.negatives / self.units))

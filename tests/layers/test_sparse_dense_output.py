@@ -214,6 +214,41 @@ def _sampled(seed, num, cumulative=None):
     return np.asarray(items), np.asarray(log_expected)
 
 
+def _sampled_nll(scores, y, negatives):
+    """Sampled multinomial NLL (mean over rows) of the canonical target `y`.
+
+    `negatives(u, observed)` gives row u's negatives' scores and log-Q terms.
+    """
+    total = 0.0
+    for u in range(ROWS):
+        sl = slice(y.indptr[u], y.indptr[u + 1])
+        observed = y.indices[sl]
+        neg, log_expected = negatives(u, observed)
+        log_z = np.log(np.exp(scores[u, observed]).sum() + np.exp(neg - log_expected).sum())
+        total += -np.sum(y.data[sl] * (scores[u, observed] - log_z))
+    return total / ROWS
+
+
+def _bce_logits(t, s):
+    return np.maximum(s, 0) - s * t + np.log1p(np.exp(-np.abs(s)))
+
+
+def _sampled_bce(scores, y, negatives, positive=_bce_logits):
+    """Negative-sampled BCE from logits: per row, the mean over its entries and negatives.
+
+    `negatives(u, observed)` gives row u's negative items (accidental hits
+    removed); `positive(t, s)` is the loss of an observed entry.
+    """
+    per_row = []
+    for u in range(ROWS):
+        sl = slice(y.indptr[u], y.indptr[u + 1])
+        observed = y.indices[sl]
+        values = list(positive(y.data[sl], scores[u, observed]))
+        values += [_bce_logits(0.0, scores[u, n]) for n in negatives(u, observed)]
+        per_row.append(np.mean(values))
+    return np.mean(per_row)
+
+
 @pytest.mark.parametrize("counts", [None, np.arange(ITEMS) % 5])
 def test_sampled_softmax_matches_its_numpy_definition(counts):
     sampling = "uniform" if counts is None else "counts"
@@ -226,18 +261,13 @@ def test_sampled_softmax_matches_its_numpy_definition(counts):
         q = counts[items] / counts.sum()
         np.testing.assert_allclose(log_expected, np.log(6 * q), rtol=1e-5)
     y = _canonical(Y)
-    total = 0.0
-    for u in range(ROWS):
-        sl = slice(y.indptr[u], y.indptr[u + 1])
-        observed = y.indices[sl]
-        neg = [i for i, n in enumerate(items) if n not in observed]
-        log_z = np.log(
-            np.exp(scores[u, observed]).sum()
-            + np.exp(scores[u, items[neg]] - log_expected[neg]).sum()
-        )
-        total += -np.sum(y.data[sl] * (scores[u, observed] - log_z))
+
+    def negatives(u, observed):
+        keep = ~np.isin(items, observed)  # accidental hits removed
+        return scores[u, items[keep]], log_expected[keep]
+
     logs, _ = _step(ours, losses.SparseMultinomialNLL(), optimizer=keras.optimizers.SGD(0.0))
-    assert logs["loss"] == pytest.approx(total / ROWS, rel=1e-5)
+    assert logs["loss"] == pytest.approx(_sampled_nll(scores, y, negatives), rel=1e-5)
 
 
 def test_sampled_softmax_approaches_the_exact_loss_with_many_negatives():
@@ -260,20 +290,10 @@ def test_negative_sampled_bce_matches_its_numpy_definition():
     items, _ = _sampled(3, 5)
     y = _canonical(Y)
     y.data = np.clip(y.data, 0, 1)
-
-    def bce(t, s):
-        return np.maximum(s, 0) - s * t + np.log1p(np.exp(-np.abs(s)))
-
-    per_row = []
-    for u in range(ROWS):
-        sl = slice(y.indptr[u], y.indptr[u + 1])
-        observed = y.indices[sl]
-        values = list(bce(y.data[sl], scores[u, observed]))
-        values += [bce(0.0, scores[u, n]) for n in items if n not in observed]
-        per_row.append(np.mean(values))
+    want = _sampled_bce(scores, y, lambda u, observed: [n for n in items if n not in observed])
     loss = losses.SparseBinaryCrossentropy(from_logits=True)
     logs, _ = _step(ours, loss, y, optimizer=keras.optimizers.SGD(0.0))
-    assert logs["loss"] == pytest.approx(np.mean(per_row), rel=1e-5)
+    assert logs["loss"] == pytest.approx(want, rel=1e-5)
 
 
 def test_the_sampler_follows_the_counts_and_never_draws_a_zero_count():

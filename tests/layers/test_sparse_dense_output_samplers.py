@@ -26,6 +26,8 @@ from tests.layers.test_sparse_dense_output import (
     _models,
     _numpy_parts,
     _sampled,
+    _sampled_bce,
+    _sampled_nll,
     _step,
 )
 
@@ -44,18 +46,6 @@ def _from_batch_reference(y, num, uniform):
     drawn = np.concatenate([cols[h[:in_batch] % len(cols)], h[in_batch:] % ITEMS]).astype(int)
     share = np.array([np.sum(cols == i) for i in drawn]) / len(cols)
     return drawn, np.log(in_batch * share + uniform / ITEMS)
-
-
-def _sampled_nll(scores, y, negatives):
-    """Sampled multinomial NLL per row; `negatives(u, observed)` gives (scores, log_expected)."""
-    total = 0.0
-    for u in range(ROWS):
-        sl = slice(y.indptr[u], y.indptr[u + 1])
-        observed = y.indices[sl]
-        neg, log_expected = negatives(u, observed)
-        log_z = np.log(np.exp(scores[u, observed]).sum() + np.exp(neg - log_expected).sum())
-        total += -np.sum(y.data[sl] * (scores[u, observed] - log_z))
-    return total / ROWS
 
 
 @pytest.mark.parametrize("sampling, uniform", [("in_batch", 0), ("mixed", 3)])
@@ -138,23 +128,16 @@ def test_gbce_scales_the_positives_loss_by_beta():
     alpha = negatives / (ITEMS - 1)
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
 
-    def softplus(v):
-        return np.logaddexp(0.0, v)
-
     def positive(target, s):  # BCE of sigmoid(s) ** beta against the target
-        p = np.exp(-beta * softplus(-s))
+        p = np.exp(-beta * np.logaddexp(0.0, -s))
         return -(target * np.log(p) + (1 - target) * np.log1p(-p))
 
-    per_row = []
-    for u in range(ROWS):
-        sl = slice(y.indptr[u], y.indptr[u + 1])
-        observed = y.indices[sl]
-        values = list(positive(y.data[sl], scores[u, observed]))
-        values += [softplus(scores[u, n]) for n in items if n not in observed]
-        per_row.append(np.mean(values))
+    want = _sampled_bce(
+        scores, y, lambda u, observed: [n for n in items if n not in observed], positive
+    )
     loss = losses.SparseBinaryCrossentropy(from_logits=True)
     logs, _ = _step(ours, loss, y, optimizer=keras.optimizers.SGD(0.0))
-    assert logs["loss"] == pytest.approx(np.mean(per_row), rel=1e-4)
+    assert logs["loss"] == pytest.approx(want, rel=1e-4)
 
 
 @pytest.mark.parametrize("sampling", ["in_batch", "mixed", "hard"])
@@ -169,25 +152,18 @@ def test_negative_sampled_bce_matches_numpy_for_every_sampler(sampling):
     else:
         drawn, _ = _from_batch_reference(y, negatives, 1 if sampling == "mixed" else 0)
 
-    def bce(t, s):
-        return np.logaddexp(0.0, s) - s * t
+    def picked(u, observed):
+        if sampling != "hard":
+            return [n for n in drawn if n not in observed]
+        s = np.where(np.isin(pool, observed), -np.inf, scores[u, pool])
+        best = s.reshape(negatives, groups).argmax(axis=1)
+        chosen = pool.reshape(negatives, groups)[np.arange(negatives), best]
+        return [n for n in chosen if n not in observed]
 
-    per_row = []
-    for u in range(ROWS):
-        sl = slice(y.indptr[u], y.indptr[u + 1])
-        observed = y.indices[sl]
-        values = list(bce(y.data[sl], scores[u, observed]))
-        if sampling == "hard":
-            s = np.where(np.isin(pool, observed), -np.inf, scores[u, pool])
-            best = s.reshape(negatives, groups).argmax(axis=1)
-            picked = pool.reshape(negatives, groups)[np.arange(negatives), best]
-        else:
-            picked = drawn
-        values += [bce(0.0, scores[u, n]) for n in picked if n not in observed]
-        per_row.append(np.mean(values))
+    want = _sampled_bce(scores, y, picked)
     loss = losses.SparseBinaryCrossentropy(from_logits=True)
     logs, _ = _step(ours, loss, y, optimizer=keras.optimizers.SGD(0.0))
-    assert logs["loss"] == pytest.approx(np.mean(per_row), rel=1e-5)
+    assert logs["loss"] == pytest.approx(want, rel=1e-5)
 
 
 def test_the_same_seed_draws_the_same_batch_items_on_every_backend():
