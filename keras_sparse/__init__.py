@@ -20,18 +20,12 @@ from keras_sparse import (  # noqa: E402 - after the check, so a missing backend
     optimizers,
     outputs,
     ranking,
-    streaming,  # noqa: F401 - deprecated path, kept one release
     topk,
 )
 from keras_sparse._compat import patches as keras_patches  # noqa: E402
 from keras_sparse.convert import stack, to_scipy, to_sparse, to_sparse_tensor  # noqa: E402
 from keras_sparse.export import export_saved_model  # noqa: E402
-from keras_sparse.topk._streaming import (  # noqa: E402
-    evaluate_top_k,
-    evaluate_topk,
-    predict_top_k,
-    predict_topk,
-)
+from keras_sparse.topk._streaming import evaluate_top_k, predict_top_k  # noqa: E402
 
 __version__ = "0.1.0"  # the version, written only here (pyproject.toml reads it)
 
@@ -48,7 +42,6 @@ __all__ = [
     "datasets",
     "distribute",
     "evaluate_top_k",
-    "evaluate_topk",
     "export_saved_model",
     "interactions",
     "keras_patches",
@@ -58,7 +51,6 @@ __all__ = [
     "optimizers",
     "outputs",
     "predict_top_k",
-    "predict_topk",
     "ranking",
     "topk",
     "stack",

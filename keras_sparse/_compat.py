@@ -12,7 +12,8 @@ and so on. Each such change is installed by `replace` or `add_entries`, which
 - when the attribute is missing or has another shape on this Keras, change
   nothing and warn once, naming the feature that is lost and the fix.
 
-`patches()` lists every change with its state; `check_keras_version()` warns
+`scoped_value` sets a Keras flag for one block only. `patches()` lists every
+change with its state; `check_keras_version()` warns
 once when this Keras lies outside `TESTED_KERAS`, the range CI runs.
 
 Only Keras and the standard library are imported here, so every module of
@@ -21,10 +22,11 @@ the package may use this one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,19 +192,21 @@ def replace(
     return _record(target, feature, versions)
 
 
-def set_value(target: str, value: Any, *, feature: str, versions: str = TESTED) -> bool:
-    """Set the Keras module constant `target` (a flag such as `SUPPORTS_SPARSE_TENSORS`), once.
+@contextlib.contextmanager
+def scoped_value(target: str, value: Any) -> Iterator[None]:
+    """Give the Keras module constant `target` the value `value` inside the block only.
 
-    Returns:
-        Whether it is set; when the constant is missing, one warning said why.
+    For a flag that Keras reads in one constructor (`SUPPORTS_SPARSE_TENSORS`),
+    so that the rest of the process, Keras's own code paths included, sees
+    Keras's value.
     """
-    found = _find(target)
-    if found is True or isinstance(found, str):
-        return found is True or _record(target, feature, versions, found)
-    owner, name, original = found
+    owner, name = _resolve(target)
+    before = getattr(owner, name)
     setattr(owner, name, value)
-    _RESTORE[target] = lambda: setattr(owner, name, original)
-    return _record(target, feature, versions)
+    try:
+        yield
+    finally:
+        setattr(owner, name, before)
 
 
 def add_entries(

@@ -284,7 +284,7 @@ def top_k(
         scores = _ops.candidate_scores(scores)
         if masks:
             scores = _mask_block(scores, masks, start, stop)
-        values, indices = B.top_k(scores, k)
+        values, indices = B.best_k(scores, k)
         indices = ops.cast(indices, "int32") + start
         if best_values is None:
             best_values, best_indices = values, indices
@@ -292,7 +292,7 @@ def top_k(
         # The running list holds lower item indices, so it goes first: ties keep it.
         values = ops.concatenate([best_values, values], axis=1)
         indices = ops.concatenate([best_indices, indices], axis=1)
-        best_values, position = B.top_k(values, k)
+        best_values, position = B.best_k(values, k)
         best_indices = ops.take_along_axis(indices, position, axis=1)
     return best_values, best_indices, ops.greater(best_values, _ops.MINUS_INF)
 

@@ -343,13 +343,39 @@ def _sparse_dataset_adapter(original: Callable) -> Callable:
     return get_data_adapter
 
 
+def _torch_sparse_input(original: Callable) -> Callable:
+    """`keras.Input(..., sparse=True)` on torch, which Keras refuses there.
+
+    Keras's `InputLayer` checks the backend's `SUPPORTS_SPARSE_TENSORS`, False on
+    torch. The flag is True only while a sparse `InputLayer` is built: Keras's
+    other readers of it (its preprocessing layers, its tests) keep seeing False,
+    so no Keras code path that was not built for torch sparse tensors opens.
+    """
+    import inspect
+
+    signature = inspect.signature(original)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        given = bound.get("input_tensor")
+        if not (bound.get("sparse") or getattr(given, "sparse", False)):
+            return original(self, *args, **kwargs)
+        with _compat.scoped_value("keras.src.backend.SUPPORTS_SPARSE_TENSORS", True):
+            return original(self, *args, **kwargs)
+
+    # Keras's `Operation.__new__` reads `getfullargspec(cls.__init__)` for the layer's
+    # config; it sees Keras's own parameters, not `*args`.
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    return __init__
+
+
 def _install_torch() -> list[bool]:
     """The changes Keras's torch backend needs to carry sparse tensors (Keras 3.10-3.15)."""
     slicing = "keras.src.trainers.data_adapters"
     return [
-        _compat.set_value(
-            "keras.src.backend.SUPPORTS_SPARSE_TENSORS",
-            True,
+        _compat.replace(
+            "keras.src.layers.core.input_layer.InputLayer.__init__",
+            _torch_sparse_input,
             feature="keras.Input(..., sparse=True) on the torch backend",
         ),
         _compat.replace(

@@ -153,7 +153,7 @@ def top_k(scores: Any, k: int) -> tuple[Any, Any, Any]:
 
 def top_k_of_candidates(scores: Any, k: int) -> tuple[Any, Any, Any]:
     """`top_k` for scores already passed through `candidate_scores`."""
-    values, indices = B.top_k(scores, k)
+    values, indices = B.best_k(scores, k)
     return values, indices, ops.greater(values, MINUS_INF)
 
 
@@ -178,7 +178,7 @@ def top_k_excluding_candidates(
 ) -> tuple[Any, Any, Any]:
     """`top_k_excluding` for scores already passed through `candidate_scores`."""
     num_rows, n = ops.shape(scores)[0], ops.shape(scores)[1]
-    values, indices = B.top_k(scores, k + extra)
+    values, indices = B.best_k(scores, k + extra)
     rows = ops.expand_dims(ops.arange(num_rows), 1)
     table, table_valid = excluded_keys(exclude, n)
     dropped, _ = lookup(linear_keys(rows, indices, n), table, table_valid)
@@ -186,7 +186,7 @@ def top_k_excluding_candidates(
     width = ops.shape(values)[1]
     narrow = min(k, width) if isinstance(width, int) else ops.minimum(k, width)
     # Second pass over the short list: stable, so rank order and ties are kept.
-    _, position = B.top_k(ops.cast(ops.logical_not(dropped), "int32"), narrow)
+    _, position = B.best_k(ops.cast(ops.logical_not(dropped), "int32"), narrow)
     values = ops.take_along_axis(values, position, axis=1)
     indices = ops.take_along_axis(indices, position, axis=1)
     return values, indices, ops.greater(values, MINUS_INF)

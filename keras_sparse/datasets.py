@@ -1,41 +1,17 @@
 """Public data sets: the Planetoid citation graphs.
 
 Reading, splitting and synthesising user x item interaction data lives in
-`keras_sparse.interactions`; `split_holdout`, `synthetic_interactions` and
-`read_interactions` still work here for one release and warn.
+`keras_sparse.interactions`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from keras_sparse import _deprecation, _planetoid, _validation
+from keras_sparse import _planetoid, _validation
 from keras_sparse._planetoid import Planetoid
 
 __all__ = ["Planetoid", "load_planetoid"]
-
-_MOVED = {
-    "split_holdout": "split_holdout",
-    "synthetic_interactions": "synthetic_interactions",
-    "read_interactions": "load_interactions(path).matrix",
-}
-
-
-def _resolve(name: str) -> Any:
-    from keras_sparse import interactions
-
-    if name == "read_interactions":
-        return lambda path: interactions.load_interactions(path).matrix
-    return getattr(interactions, name)
-
-
-__getattr__ = _deprecation.moved(
-    __name__,
-    lambda name: f"keras_sparse.interactions.{_MOVED[name]}" if name in _MOVED else None,
-    _resolve,
-)
-
 
 PLANETOID_NAMES = ("cora", "citeseer", "pubmed")
 

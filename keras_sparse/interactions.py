@@ -7,8 +7,8 @@
 and item identifiers (numbers stay numbers, sorted numerically; strings are
 sorted as text), so results can be joined back to the user's own data.
 `save_npz` / `load_npz` keep those identifiers beside a CSR in one `.npz`
-that `scipy.sparse.load_npz` still reads, and `write_top_k_csv` writes
-`user,item,rank,score` rows. Pure NumPy/SciPy: nothing here imports Keras.
+that `scipy.sparse.load_npz` still reads. (The command line's CSV writer lives in
+`keras_sparse_cli`.) Pure NumPy/SciPy: nothing here imports Keras.
 """
 
 from __future__ import annotations
@@ -29,12 +29,9 @@ __all__ = [
     "split_holdout",
     "synthetic_interactions",
     "align",
-    "atomic_write",
-    "atomic_write_path",
     "load_interactions",
     "load_npz",
     "save_npz",
-    "write_top_k_csv",
 ]
 
 # Column names recognised in a header line (compared lower-case).
@@ -284,7 +281,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_path(path: str | Path, write_to: Any) -> None:
+def _atomic_write_path(path: str | Path, write_to: Any) -> None:
     """Have `write_to(tmp_path)` write a temporary file beside `path`, then rename it.
 
     The file gets the mode a plain `open` would (0o666 minus the umask), and
@@ -304,14 +301,14 @@ def atomic_write_path(path: str | Path, write_to: Any) -> None:
         raise
 
 
-def atomic_write(path: str | Path, write: Any, binary: bool = True) -> None:
-    """`atomic_write_path` for a `write(file)` that writes to an open file object."""
+def _atomic_write(path: str | Path, write: Any, binary: bool = True) -> None:
+    """`_atomic_write_path` for a `write(file)` that writes to an open file object."""
 
     def write_to(tmp: Path) -> None:
         with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
             write(fh)
 
-    atomic_write_path(path, write_to)
+    _atomic_write_path(path, write_to)
 
 
 def save_npz(path: str | Path, matrix: Any, user_ids: Any = None, item_ids: Any = None) -> None:
@@ -332,25 +329,7 @@ def save_npz(path: str | Path, matrix: Any, user_ids: Any = None, item_ids: Any 
         arrays["user_ids"] = np.asarray(user_ids)
     if item_ids is not None:
         arrays["item_ids"] = np.asarray(item_ids)
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-
-
-def write_top_k_csv(path: str | Path, top_k: Any, user_ids: Any, item_ids: Any) -> None:
-    """Write a top-k CSR (items in rank order) as `user,item,rank,score` rows, atomically."""
-    csr = sp.csr_matrix(top_k)
-    user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
-
-    def write(fh: Any) -> None:
-        out = csv.writer(fh)
-        out.writerow(["user", "item", "rank", "score"])
-        for u in range(csr.shape[0]):
-            start, stop = csr.indptr[u], csr.indptr[u + 1]
-            for rank, (item, score) in enumerate(
-                zip(csr.indices[start:stop], csr.data[start:stop]), start=1
-            ):
-                out.writerow([user_ids[u].item(), item_ids[item].item(), rank, f"{score:.6g}"])
-
-    atomic_write(path, write, binary=False)
+    _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def align(data: Interactions, item_ids: np.ndarray, what: str) -> tuple[sp.csr_matrix, list[str]]:

@@ -11,6 +11,8 @@ from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
 
+__all__ = ["LazyAdam"]
+
 
 @register
 class LazyAdam(keras.optimizers.Adam):

@@ -1,8 +1,7 @@
 """Sparse outputs from dense scores: `threshold_to_csr`.
 
 Top-k outputs have their own home, `keras_sparse.topk` (`TopKToCSR`,
-`predict_top_k`, `evaluate_top_k`); their old names here still work for one
-release and warn.
+`predict_top_k`, `evaluate_top_k`).
 """
 
 from __future__ import annotations
@@ -12,11 +11,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from keras_sparse import _deprecation, _validation
+from keras_sparse import _validation
 
 __all__ = ["threshold_to_csr"]
-
-_MOVED = ("TopKToCSR", "predict_top_k", "evaluate_top_k", "predict_topk", "evaluate_topk")
 
 
 def threshold_to_csr(scores: Any, threshold: float) -> sp.csr_matrix:
@@ -53,14 +50,3 @@ def threshold_to_csr(scores: Any, threshold: float) -> sp.csr_matrix:
             )
         )
     return sp.csr_matrix(sp.vstack(blocks, format="csr"))
-
-
-def _resolve(name: str) -> Any:
-    from keras_sparse import topk
-
-    return getattr(topk, name)
-
-
-__getattr__ = _deprecation.moved(
-    __name__, lambda name: f"keras_sparse.topk.{name}" if name in _MOVED else None, _resolve
-)

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
-from keras_sparse import _deprecation, _item_blocks, _ops, _validation
+from keras_sparse import _item_blocks, _ops, _validation
 from keras_sparse import backend as B
 from keras_sparse.convert import sparse_target
 
@@ -30,20 +30,21 @@ GAINS = ("binary", "linear", "exponential")
 DENOMINATORS = ("k", "min")
 EMPTY_ROWS = ("skip", "zero")
 
+__all__ = [
+    "DENOMINATORS",
+    "EMPTY_ROWS",
+    "GAINS",
+    "METRICS",
+    "Ranked",
+    "mask_scores",
+    "rank",
+    "rank_blocks",
+    "row_values",
+    "row_weights",
+]
+
 # Re-exported for callers that rank scores themselves (top-k itself: keras_sparse.topk).
 mask_scores = _ops.mask_scores
-candidate_scores = _ops.candidate_scores
-
-
-__getattr__ = _deprecation.moved(
-    __name__,
-    lambda name: (
-        "keras_sparse.topk.top_k(scores, k, exclude=...)"
-        if name in ("top_k", "top_k_excluding")
-        else None
-    ),
-    lambda name: getattr(_ops, name),
-)
 
 
 class Ranked(NamedTuple):
@@ -133,7 +134,7 @@ def _dense_relevance(y_true: Any, scores: Any, threshold: float, top_idx: Any, v
 
     def ideal_dcg(gain_name: str, k: int) -> Any:
         g = ops.where(relevant, _gain(y, gain_name), _ops.MINUS_INF)
-        best, _ = B.top_k(g, k)
+        best, _ = B.best_k(g, k)
         disc = _discounts(ops.shape(best)[1], dtype)
         return ops.sum(ops.where(ops.greater(best, _ops.MINUS_INF), best * disc, 0.0), axis=1)
 

@@ -31,6 +31,7 @@ from keras_sparse import interactions as io_
 from keras_sparse.interactions import split_holdout, synthetic_interactions
 from keras_sparse.layers import ExcludeSeen, SparseDenseInput, SparseDropout
 from keras_sparse_cli import CLIError
+from keras_sparse_cli._files import atomic_write, atomic_write_path, write_top_k_csv
 
 # The library's argument names -> this command line's flags, for its error messages.
 FLAGS = {"user_col": "--user-col", "item_col": "--item-col", "rating_col": "--rating-col"}
@@ -75,7 +76,7 @@ def save_model(path: str | Path, model: Any, item_ids: np.ndarray) -> None:
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(IDS_ENTRY, buffer.getvalue())
 
-    io_.atomic_write_path(path, write_to)
+    atomic_write_path(path, write_to)
 
 
 def load_model(path: str) -> tuple[Any, np.ndarray]:
@@ -93,7 +94,7 @@ def load_model(path: str) -> tuple[Any, np.ndarray]:
 
 def _write_top_k(path: str, recs: Any, user_ids: Any, item_ids: Any) -> None:
     if Path(path).suffix.lower() == ".csv":
-        io_.write_top_k_csv(path, recs, user_ids, item_ids)
+        write_top_k_csv(path, recs, user_ids, item_ids)
     else:
         io_.save_npz(path, recs, user_ids, item_ids)
 
@@ -150,7 +151,7 @@ def _plot(path: str, history: dict, baseline: dict) -> None:
     right.legend()
     fig.tight_layout()
     suffix = Path(path).suffix.lstrip(".")
-    io_.atomic_write(path, lambda fh: fig.savefig(fh, format=suffix))
+    atomic_write(path, lambda fh: fig.savefig(fh, format=suffix))
     plt.close(fig)
 
 

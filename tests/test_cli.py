@@ -261,3 +261,20 @@ def test_train_reads_each_format_and_keeps_its_ids(tmp_path, name):
     rows = _csv_rows(tmp_path / "r.csv")
     assert {r["user"] for r in rows} == {str(u) for u in want_users}
     assert {r["item"] for r in rows} <= {str(i) for i in want_items}
+
+
+def test_top_k_csv_rows_keep_ids_and_rank_order(tmp_path):
+    top = sp.csr_matrix(
+        (np.array([0.9, 0.5, 0.7]), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3)
+    )
+    from keras_sparse_cli._files import write_top_k_csv
+
+    write_top_k_csv(tmp_path / "r.csv", top, np.array([10, 2]), np.array(["x", "y", "z"]))
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [
+        ["user", "item", "rank", "score"],
+        ["10", "z", "1", "0.9"],
+        ["10", "x", "2", "0.5"],
+        ["2", "y", "1", "0.7"],
+    ]

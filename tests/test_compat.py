@@ -40,7 +40,7 @@ PER_BACKEND = {
         "keras.src.trainers.data_adapters.get_data_adapter",
     ],
     "torch": [
-        "keras.src.backend.SUPPORTS_SPARSE_TENSORS",
+        "keras.src.layers.core.input_layer.InputLayer.__init__",
         "keras.src.backend.torch.core.convert_to_tensor",
         "keras.src.trainers.data_adapters.array_slicing.ScipySparseSliceable"
         ".convert_to_torch_compatible",

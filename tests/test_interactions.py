@@ -1,6 +1,5 @@
-"""Interaction files with ids: every format, column choice, errors with line numbers, writers."""
+"""Interaction files with ids: every format, column choice, errors with line numbers, npz."""
 
-import csv
 import os
 
 import numpy as np
@@ -8,13 +7,12 @@ import pytest
 import scipy.sparse as sp
 
 from keras_sparse.interactions import (
-    atomic_write,
+    _atomic_write,
     load_interactions,
     load_npz,
     save_npz,
     split_holdout,
     synthetic_interactions,
-    write_top_k_csv,
 )
 
 # (user, item, rating) triples shared by the format tests; ids are numbers that sort
@@ -111,21 +109,6 @@ def test_npz_keeps_ids_and_scipy_still_reads_it(tmp_path):
     assert load_npz(tmp_path / "plain.npz").user_ids.tolist() == [0, 1, 2]
 
 
-def test_top_k_csv_rows_keep_ids_and_rank_order(tmp_path):
-    top = sp.csr_matrix(
-        (np.array([0.9, 0.5, 0.7]), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3)
-    )
-    write_top_k_csv(tmp_path / "r.csv", top, np.array([10, 2]), np.array(["x", "y", "z"]))
-    with open(tmp_path / "r.csv", newline="") as fh:
-        rows = list(csv.reader(fh))
-    assert rows == [
-        ["user", "item", "rank", "score"],
-        ["10", "z", "1", "0.9"],
-        ["10", "x", "2", "0.5"],
-        ["2", "y", "1", "0.7"],
-    ]
-
-
 def test_outputs_honour_the_umask_and_interrupted_writes_leave_nothing(tmp_path):
     old = os.umask(0o022)
     try:
@@ -143,7 +126,7 @@ def test_outputs_honour_the_umask_and_interrupted_writes_leave_nothing(tmp_path)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(tmp_path / "a.npz", explode)
+        _atomic_write(tmp_path / "a.npz", explode)
     assert (tmp_path / "a.npz").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz"]
 

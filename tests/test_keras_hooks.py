@@ -133,3 +133,27 @@ def test_fit_accepts_an_unsorted_duplicate_coo_directly():
     kernel, bias = (np.asarray(w) for w in model.layers[-1].weights)
     pred = model.predict(unsorted, batch_size=5, verbose=0)
     np.testing.assert_allclose(pred, unsorted.toarray() @ kernel + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch_only
+def test_a_sparse_input_on_torch_leaves_keras_flag_false_for_everyone_else():
+    from keras.src import backend as keras_backend
+
+    # keras.Input(sparse=True) works, and keeps its sparse spec through a saved config ...
+    x = keras.Input((6,), sparse=True)
+    assert x.sparse and not keras_backend.SUPPORTS_SPARSE_TENSORS
+    layer = keras.layers.InputLayer.from_config(x._keras_history.operation.get_config())
+    assert layer.sparse and not keras_backend.SUPPORTS_SPARSE_TENSORS
+    # ... while Keras's other readers of the flag still refuse sparse output on torch.
+    with pytest.raises(ValueError, match="sparse"):
+        keras.layers.Discretization(bin_boundaries=[0.5], output_mode="one_hot", sparse=True)
+    # A flag set for one block is put back even when the block raises.
+    from keras_sparse import _compat
+
+    with (
+        pytest.raises(RuntimeError),
+        _compat.scoped_value("keras.src.backend.SUPPORTS_SPARSE_TENSORS", True),
+    ):
+        assert keras_backend.SUPPORTS_SPARSE_TENSORS
+        raise RuntimeError("inside")
+    assert not keras_backend.SUPPORTS_SPARSE_TENSORS

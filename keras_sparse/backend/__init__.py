@@ -18,8 +18,9 @@ Each backend file defines the names in `API` below:
   with a validity mask), `make_sparse`, `with_values`;
 - gathers and scatters that are safe on padding: `gather_entries`, `gather_rows`,
   `scatter_set`;
-- `top_k` (ties to the lower index), `dense_score_rows` (how many rows of dense
-  scores one compiled call of `predict_top_k` / `evaluate_top_k` should hold),
+- `best_k` (values and indices of the k largest, ties to the lower index),
+  `dense_score_rows` (how many rows of dense scores one compiled call of
+  `predict_top_k` / `evaluate_top_k` should hold),
   `stable_argsort`, `searchsorted`, `replace_nan`,
   `segment_sum` and `segment_max` (safe on empty batches), `replica_sum`, `compile_fn`
   (compiles an inference function: no gradients), `sparse_dense_matmul`,
@@ -88,7 +89,7 @@ API = (
     "sparse_to_coo",
     "stable_argsort",
     "step_state",
-    "top_k",
+    "best_k",
     "train_step",
     "with_values",
 )
@@ -136,7 +137,7 @@ sparse_shape = _backend.sparse_shape
 sparse_to_coo = _backend.sparse_to_coo
 stable_argsort = _backend.stable_argsort
 step_state = _backend.step_state
-top_k = _backend.top_k
+best_k = _backend.best_k
 train_step = _backend.train_step
 with_values = _backend.with_values
 

@@ -184,20 +184,20 @@ def replace_nan(scores: Any, fill: float) -> Any:
     )
 
 
-#: Widest block of `top_k`'s pre-filter: on XLA's CPU backend, blocks of 64 items and more
+#: Widest block of `best_k`'s pre-filter: on XLA's CPU backend, blocks of 64 items and more
 #: make the block gather slower than the plain `top_k` it saves (benchmarks/README.md).
 MAX_TOP_K_BLOCK = 32
 
 
 def _block_size(n: int, k: int) -> int | None:
-    """Block width for `top_k`'s pre-filter on CPU, or None where a plain top-k is cheaper."""
+    """Block width for `best_k`'s pre-filter on CPU, or None where a plain top-k is cheaper."""
     if n < 2048 or jax.default_backend() != "cpu":
         return None
     size = min(MAX_TOP_K_BLOCK, 1 << max(3, round(math.log2(math.sqrt(n / k)))))
     return size if 8 * k * size <= n else None
 
 
-def top_k(scores: Any, k: int) -> tuple[Any, Any]:
+def best_k(scores: Any, k: int) -> tuple[Any, Any]:
     """Top min(k, n) values and indices per row; ties go to the lower index.
 
     `jax.lax.top_k` on XLA's CPU backend costs about the same per item for

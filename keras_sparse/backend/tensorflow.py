@@ -144,14 +144,14 @@ def replace_nan(scores: Any, fill: float) -> tf.Tensor:
 
 
 def _block_size(n: int | None, k: int) -> int | None:
-    """Block width for `top_k`'s pre-filter, or None where a plain top-k is cheaper."""
+    """Block width for `best_k`'s pre-filter, or None where a plain top-k is cheaper."""
     if n is None or n < 2048:
         return None
     size = 1 << max(3, round(math.log2(math.sqrt(n / k))))  # balances n/size and k*size
     return size if 8 * k * size <= n else None
 
 
-def top_k(scores: Any, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+def best_k(scores: Any, k: int) -> tuple[tf.Tensor, tf.Tensor]:
     """`tf.math.top_k(scores, min(k, n))`, same values, indices and tie order, but faster.
 
     TensorFlow's CPU top-k costs about the same per element whatever k is. For

@@ -219,7 +219,7 @@ def replace_nan(scores: Any, fill: float) -> torch.Tensor:
     return torch.where(torch.isnan(scores), scores.new_tensor(fill), scores)
 
 
-def top_k(scores: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def best_k(scores: Any, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top min(k, n) values and indices per row, sorted; ties go to the lower index.
 
     `torch.topk` leaves the order of equal values unspecified. One more item

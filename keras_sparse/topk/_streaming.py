@@ -17,13 +17,13 @@ import numpy as np
 import scipy.sparse as sp
 from keras import ops
 
-from keras_sparse import _deprecation, _item_blocks, _ops, _output_targets, _validation, ranking
+from keras_sparse import _item_blocks, _ops, _output_targets, _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse.convert import canonical_csr
 from keras_sparse.data import SparseDataset
 from keras_sparse.topk._csr import VALUES, CSRBuilder, exclude_csr, rows_sparse
 
-__all__ = ["evaluate_top_k", "evaluate_topk", "predict_top_k", "predict_topk"]
+__all__ = ["evaluate_top_k", "predict_top_k"]
 
 
 # Above this many excluded items in one row, masking the scores beats a wider top-k.
@@ -517,7 +517,3 @@ def evaluate_top_k(
     count = totals[-1]
     names = [f"{m}@{kk}" for m in metrics for kk in ks_]
     return {name: float(total / count) if count else 0.0 for name, total in zip(names, totals)}
-
-
-predict_topk = _deprecation.renamed(predict_top_k, "predict_topk")
-evaluate_topk = _deprecation.renamed(evaluate_top_k, "evaluate_topk")

@@ -49,7 +49,7 @@ def test_searchsorted_works_on_a_tensor_of_unknown_length_in_a_graph(side):
 
 def test_top_k_ties_go_to_the_lower_index():
     scores = tf.constant([[1.0, 3.0, 3.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
-    values, indices = tf_backend.top_k(scores, 3)
+    values, indices = tf_backend.best_k(scores, 3)
     np.testing.assert_array_equal(indices.numpy(), [[1, 2, 3], [0, 1, 2]])
     np.testing.assert_array_equal(values.numpy(), [[3.0, 3.0, 2.0], [0.0, 0.0, 0.0]])
 

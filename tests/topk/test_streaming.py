@@ -1,7 +1,5 @@
 """Streaming top-k (`keras_sparse.topk`) against one-shot scoring and dense references."""
 
-import warnings
-
 import keras
 import numpy as np
 import pytest
@@ -209,22 +207,6 @@ def test_shuffled_or_sharded_rows_line_up_with_exclude():
     rows = np.concatenate([shard.batch_rows(i) for i in range(len(shard))])
     part = ks.predict_top_k(model, shard, k=3, exclude=exclude[rows], verbose=0)
     assert _rows_of(part) == [_rows_of(full)[r] for r in rows]
-
-
-def test_old_spellings_warn_and_give_the_same_result():
-    model = _scorer()
-    x = sp.random(12, 10, density=0.3, format="csr", random_state=8, dtype=np.float32)
-    with pytest.warns(DeprecationWarning, match="predict_top_k"):
-        old = ks.predict_topk(model, x, 3, verbose=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        new = ks.predict_top_k(model, x, 3, verbose=0)
-    assert _rows_of(old) == _rows_of(new)
-    with pytest.warns(DeprecationWarning, match="evaluate_top_k"):
-        old_eval = ks.evaluate_topk(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
-    assert old_eval == ks.evaluate_top_k(model, x, sp.eye(12, format="csr"), k=2, verbose=0)
-    with pytest.warns(DeprecationWarning, match="keras_sparse.topk.predict_top_k"):
-        assert ks.outputs.predict_top_k is ks.predict_top_k
 
 
 class CountingDense(keras.layers.Dense):
