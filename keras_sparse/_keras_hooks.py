@@ -26,7 +26,6 @@ out with one warning naming what is lost.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -171,9 +170,8 @@ def _checked_loss(original: Callable) -> Callable:
     def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Runs when the step is traced, not per batch, so checking every call is free.
         advice = builtin_loss_on_sparse(getattr(self, "_user_loss", None), y_true)
-        if advice and not getattr(self, "_keras_sparse_warned", False):
-            self._keras_sparse_warned = True
-            warnings.warn(advice, UserWarning, stacklevel=3)
+        if advice:
+            B.warn_once(self, "builtin_loss", advice, stacklevel=2)
         try:
             return original(self, y_true, y_pred, sample_weight)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
@@ -186,18 +184,18 @@ def _checked_loss(original: Callable) -> Callable:
 
 def _checked_inputs(original: Callable) -> Callable:
     def _convert_inputs_to_tensors(self: Any, flat_inputs: Any) -> Any:
-        if not getattr(self, "_keras_sparse_dense_warned", False):
+        if not getattr(self, "_keras_sparse_warned_sparse_to_dense_input", False):
             for x, declared in zip(flat_inputs, self._inputs):
                 if x is not None and not declared.sparse and B.is_sparse(x):
-                    object.__setattr__(self, "_keras_sparse_dense_warned", True)
-                    warnings.warn(
+                    B.warn_once(
+                        self,
+                        "sparse_to_dense_input",
                         f"Model {self.name!r} got a sparse tensor for its input "
                         f"{declared.name!r}, declared without `sparse=True`, so Keras "
                         "densifies every batch (rows x columns of memory). Declare it as "
                         "`keras.Input(shape, sparse=True)` and feed it to "
                         "`keras_sparse.layers.SparseDenseInput` or a `Dense` layer.",
-                        UserWarning,
-                        stacklevel=4,
+                        stacklevel=3,
                     )
                     break
         return original(self, flat_inputs)
@@ -294,16 +292,15 @@ def _torch_eager_with_sparse(original: Callable) -> Callable:
 
     def _should_torch_compile(self: Any) -> bool:
         if self.jit_compile and _uses_sparse(self):
-            if not getattr(self, "_keras_sparse_jit_warned", False):
-                object.__setattr__(self, "_keras_sparse_jit_warned", True)
-                warnings.warn(
-                    f"Model {self.name!r} has sparse inputs or keras_sparse layers, which "
-                    "torch.compile cannot trace (sparse tensors are not supported), so "
-                    "jit_compile=True is ignored and the model runs eagerly. Compile with "
-                    "jit_compile=False to silence this.",
-                    UserWarning,
-                    stacklevel=3,
-                )
+            B.warn_once(
+                self,
+                "jit_compile",
+                f"Model {self.name!r} has sparse inputs or keras_sparse layers, which "
+                "torch.compile cannot trace (sparse tensors are not supported), so "
+                "jit_compile=True is ignored and the model runs eagerly. Compile with "
+                "jit_compile=False to silence this.",
+                stacklevel=2,
+            )
             self.jit_compile = False
             return False
         return original(self)

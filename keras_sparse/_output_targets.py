@@ -40,7 +40,6 @@ import contextlib
 import inspect
 import threading
 import types
-import warnings
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -299,9 +298,7 @@ def shadow_compute_loss(model: Any) -> None:
 
 def warn_dense_once(layer: Any, message: str) -> None:
     """Warn once per layer that its training step computes dense scores."""
-    if not getattr(layer, "_keras_sparse_warned_dense", False):
-        layer._keras_sparse_warned_dense = True
-        warnings.warn(message, stacklevel=4)
+    B.warn_once(layer, "dense_scores", message, stacklevel=3)
 
 
 def install() -> bool:

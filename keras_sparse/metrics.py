@@ -11,7 +11,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_sparse import _ops, _validation, losses, ranking
+from keras_sparse import _entries, _ops, _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse._registry import register
 
@@ -331,7 +331,7 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
         where = f"metric {self.name!r}"
         if B.is_sparse(y_pred):  # SparseDenseOutput in fit: predictions at the target's entries
             _validation.check_row_weights(sample_weight, B.sparse_shape(y_pred), where)
-            e = losses.scored_entries(y_true, ops.cast(y_pred, self.dtype), where)
+            e = _entries.scored_entries(y_true, ops.cast(y_pred, self.dtype), where)
             count = e.num_target
             indices, weights = e.indices[:count], e.weights[:count]
             squared = ops.square(e.predictions[:count] - e.targets[:count])
@@ -339,7 +339,7 @@ class SparseRootMeanSquaredError(_TotalCountMetric):
             return
         y_pred = ops.convert_to_tensor(y_pred)
         _validation.check_row_weights(sample_weight, ops.shape(y_pred), where)
-        indices, values, weights, y_pred = losses.observed_entries(
+        indices, values, weights, y_pred = _entries.observed_entries(
             y_true, ops.cast(y_pred, self.dtype), where
         )
         if indices is None:  # dense target: only its non-zero entries count

@@ -61,6 +61,7 @@ API = (
     "check_distribution",
     "compile_fn",
     "coo",
+    "best_k",
     "dense_gradient",
     "dense_score_rows",
     "gather_entries",
@@ -89,10 +90,12 @@ API = (
     "sparse_to_coo",
     "stable_argsort",
     "step_state",
-    "best_k",
     "train_step",
     "with_values",
 )
+# Not per backend: the one warn-once helper, here so that every module may use it.
+from keras_sparse.backend._once import warn_once  # noqa: E402, F401
+
 if _name == "tensorflow":
     from keras_sparse.backend import tensorflow as _backend
 elif _name == "jax":
@@ -109,6 +112,7 @@ SUPPORTS_JIT = _backend.SUPPORTS_JIT
 check_distribution = _backend.check_distribution
 compile_fn = _backend.compile_fn
 coo = _backend.coo
+best_k = _backend.best_k
 dense_gradient = _backend.dense_gradient
 dense_score_rows = _backend.dense_score_rows
 gather_entries = _backend.gather_entries
@@ -137,7 +141,6 @@ sparse_shape = _backend.sparse_shape
 sparse_to_coo = _backend.sparse_to_coo
 stable_argsort = _backend.stable_argsort
 step_state = _backend.step_state
-best_k = _backend.best_k
 train_step = _backend.train_step
 with_values = _backend.with_values
 

@@ -39,19 +39,18 @@ tie weights through the layer, or use `keras.optimizers.Adam`.
 from __future__ import annotations
 
 import threading
-import warnings
-import weakref
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import keras
 
+from keras_sparse.backend._once import warn_once
+
 _LOCAL = threading.local()
 _MARK = "_keras_sparse_row_sparse"
 #: Class attribute of an optimizer whose `update_step` takes a `RowGradient` (`LazyAdam`).
 LAZY_ROWS = "row_sparse_updates"
-_WARNED: weakref.WeakSet = weakref.WeakSet()
 
 
 class RowGradient(NamedTuple):
@@ -104,9 +103,7 @@ def note_dense_read(variable: Any, expected: bool = False) -> None:
 
 
 def _warn_once(model: Any, message: str) -> None:
-    if model not in _WARNED:
-        _WARNED.add(model)
-        warnings.warn(message, stacklevel=3)
+    warn_once(model, "lazy_step", message, stacklevel=2)
 
 
 def _missing_trainer_parts(model: Any) -> list[str]:

@@ -7,11 +7,8 @@ canonicalises a user's tensor with `coalesce()`. The validity mask of `coo`
 is `None`, as on TensorFlow. CSR tensors (`torch.sparse_csr_tensor`) are
 accepted wherever COO ones are.
 
-Row-sparse updates: inside a training step whose optimizer asks for them
-(`LazyAdam`), `gather_rows` of a table that its layer marked
-(`mark_row_sparse`) returns rows whose gradient is a sparse COO tensor over
-the gathered rows only, which `loss.backward()` leaves in the table's `.grad`
-and Keras hands to the optimizer unchanged. Every other step, and every other
+Row-sparse updates (`LazyAdam`'s training step, `gather_rows`,
+`lazy_adam_update`) live in `_torch_lazy`; every other step, and every other
 optimizer, sees Keras's ordinary dense gradients.
 
 `torch.compile` does not trace sparse tensors, so `compile_fn` runs functions
@@ -20,17 +17,22 @@ eagerly (`SUPPORTS_JIT` is False).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from keras_sparse.backend import _common
+from keras_sparse.backend._torch_lazy import (  # noqa: F401 - the backend API, from its home
+    gather_rows,
+    is_sparse_gradient,
+    lazy_adam_update,
+    mark_row_sparse,
+    note_dense_read,
+    train_step,
+)
 
 NAME = "torch"
 INDEX_DTYPE = "int64"
@@ -38,8 +40,6 @@ INDEX_DTYPE = "int64"
 SUPPORTS_JIT = False
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
-_LOCAL = threading.local()  # `row_sparse`: whether the running training step is LazyAdam's
-_ROW_SPARSE = "_keras_sparse_row_sparse"
 # The values an uncoalesced tensor was built from, kept for their gradients.
 _VALUES = "_keras_sparse_values"
 
@@ -167,43 +167,6 @@ def with_values(x: Any, values: Any) -> torch.Tensor:
 def gather_entries(dense: Any, indices: Any) -> torch.Tensor:
     """`dense[indices[:, 0], indices[:, 1]]` of a 2-D tensor."""
     return dense[indices[:, 0], indices[:, 1]]
-
-
-class _RowGather(torch.autograd.Function):
-    """`table[rows]` whose gradient is a sparse COO tensor over `rows` only."""
-
-    @staticmethod
-    def forward(ctx: Any, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(rows)
-        ctx.table_shape = table.shape
-        return table.index_select(0, rows)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (rows,) = ctx.saved_tensors
-        sparse = torch.sparse_coo_tensor(
-            rows[None, :], grad, ctx.table_shape, check_invariants=False
-        )
-        return sparse, None
-
-
-def _raw(variable: Any) -> torch.Tensor:
-    value = getattr(variable, "value", variable)  # a Keras variable holds a torch Parameter
-    return value
-
-
-def gather_rows(variable: Any, rows: Any) -> torch.Tensor:
-    """Rows `rows` of a (Keras) variable.
-
-    Inside a row-sparse training step (see the module docstring) the gradient
-    of a marked table is a sparse tensor over the gathered rows.
-    """
-    table = _raw(variable)
-    rows = torch.as_tensor(rows, device=table.device).long()
-    lazy = getattr(_LOCAL, "row_sparse", False)
-    if lazy and getattr(variable, _ROW_SPARSE, False) and table.requires_grad:
-        return _RowGather.apply(table, rows)
-    return table.index_select(0, rows)
 
 
 def scatter_set(dense: Any, indices: Any, valid: Any, value: float) -> torch.Tensor:
@@ -354,67 +317,6 @@ def dense_gradient(gradient: Any) -> torch.Tensor:
     return gradient.to_dense() if is_sparse(gradient) else gradient
 
 
-def is_sparse_gradient(gradient: Any) -> bool:
-    """Whether an optimizer received a row-sparse gradient (a sparse COO tensor)."""
-    return isinstance(gradient, torch.Tensor) and gradient.layout == torch.sparse_coo
-
-
-@torch.no_grad()
-def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
-    """Adam's update of `variable` and its moments at the rows of a sparse gradient only."""
-    gradient = gradient.coalesce()  # duplicate rows summed
-    rows = gradient.indices()[0]
-    table = _raw(variable)
-    grad = gradient.values().to(table.dtype)
-
-    def scalar(value: Any) -> torch.Tensor:
-        return torch.as_tensor(_raw(value), dtype=table.dtype, device=table.device)
-
-    lr = scalar(learning_rate)
-    step = scalar(optimizer.iterations) + 1
-    beta_1, beta_2 = scalar(optimizer.beta_1), scalar(optimizer.beta_2)
-    alpha = lr * torch.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-
-    index = optimizer._get_variable_index(variable)
-    m = _raw(optimizer._momentums[index])
-    v = _raw(optimizer._velocities[index])
-    m_rows = beta_1 * m.index_select(0, rows) + (1 - beta_1) * grad
-    v_rows = beta_2 * v.index_select(0, rows) + (1 - beta_2) * grad.square()
-    m.index_copy_(0, rows, m_rows)
-    v.index_copy_(0, rows, v_rows)
-    if optimizer.amsgrad:
-        v_hat = _raw(optimizer._velocity_hats[index])
-        v_rows = torch.maximum(v_hat.index_select(0, rows), v_rows)
-        v_hat.index_copy_(0, rows, v_rows)
-    table.index_add_(0, rows, -(m_rows * alpha / (v_rows.sqrt() + optimizer.epsilon)))
-
-
-def mark_row_sparse(variable: Any) -> None:
-    """Mark a table that `LazyAdam` may update row by row (see the module docstring)."""
-    setattr(variable, _ROW_SPARSE, True)
-
-
-def note_dense_read(variable: Any, expected: bool = False) -> None:
-    """Warn once when a marked table is read whole in a row-sparse step.
-
-    Its gradient is then dense, so `LazyAdam` updates every row (correctly).
-    `expected=True` (a read the layer documents, e.g. an exact softmax) does
-    not warn.
-    """
-    lazy = getattr(_LOCAL, "row_sparse", False)
-    if not lazy or expected or not getattr(variable, _ROW_SPARSE, False):
-        return
-    if not getattr(variable, "_keras_sparse_dense_warned", False):
-        variable._keras_sparse_dense_warned = True
-        warnings.warn(
-            f"The table {getattr(variable, 'path', variable)!r} was read whole in a training "
-            "step (a dense input reached its layer), so LazyAdam updates all of its rows. "
-            "Feed a sparse input (keras.Input(..., sparse=True)) to keep the update row-sparse.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
 def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
     """`sparse_from_coo` on the CPU, as Keras's torch data loaders build their batches."""
     return sparse_from_coo(indices, values, shape, device=torch.device("cpu"))
@@ -426,62 +328,6 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> torch
         sorted_sequence.contiguous(), values.contiguous(), right=side == "right"
     )
     return found.to(torch.int32)
-
-
-#: Optimizer options under which Keras's update reads gradients as dense tensors.
-_DENSE_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_accumulation_steps")
-
-
-def _dense_options(optimizer: Any) -> list[str]:
-    return [name for name in _DENSE_OPTIONS if getattr(optimizer, name, None)]
-
-
-@contextlib.contextmanager
-def _row_sparse_step() -> Iterator[None]:
-    previous = getattr(_LOCAL, "row_sparse", False)
-    _LOCAL.row_sparse = True
-    try:
-        yield
-    finally:
-        _LOCAL.row_sparse = previous
-
-
-def train_step(model: Any, step: Callable, args: tuple) -> Any:
-    """Run Keras's train step, with row-sparse gradients where the optimizer takes them.
-
-    Only an optimizer with `row_sparse_updates` (`LazyAdam`) gets sparse
-    gradients. Gradient clipping, accumulation and loss scaling read gradients
-    densely: with them `LazyAdam` warns once and updates every row.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    inner = getattr(optimizer, "inner_optimizer", None)  # a LossScaleOptimizer's
-    if getattr(inner, "row_sparse_updates", False):
-        _warn_dense_once(
-            inner,
-            "LazyAdam inside a LossScaleOptimizer (a mixed_float16 policy, or loss scaling) "
-            "on the torch backend updates every row of its tables: Keras checks and unscales "
-            "gradients as dense tensors. Train in float32 to keep the updates row-sparse.",
-        )
-        return step(*args)
-    if not getattr(optimizer, "row_sparse_updates", False):
-        return step(*args)
-    dense = _dense_options(optimizer)
-    if dense:
-        _warn_dense_once(
-            optimizer,
-            f"LazyAdam with {', '.join(f'{n}=' for n in dense)} on the torch backend "
-            "updates every row of its tables: Keras clips and accumulates gradients as "
-            "dense tensors. Drop those options to keep the updates row-sparse.",
-        )
-        return step(*args)
-    with _row_sparse_step():
-        return step(*args)
-
-
-def _warn_dense_once(optimizer: Any, message: str) -> None:
-    if not getattr(optimizer, "_keras_sparse_dense_warned", False):
-        optimizer._keras_sparse_dense_warned = True
-        warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def pydataset_adapter(

@@ -331,26 +331,56 @@ def predict_top_k(
     excl = None if exclude is None else exclude_csr(exclude, (rows, None))
     _built(model, ds)
     state = _state_of(model)
+
+    def call(where: Any, inputs: Any, max_rows: int | None) -> tuple[Any, Any]:
+        step = _predict_step(model, k, _extra_for(excl, where, max_rows is not None))
+        batch_x, batch_excl = B.place_batch((inputs, rows_sparse(excl, where)))
+        *top, n = step(state, batch_x, batch_excl)
+        return top, n
+
+    def check(num_items: int) -> None:
+        if excl is not None:
+            exclude_csr(excl, (rows, num_items))
+
+    num_items = _drive(
+        model, ds, bar, call, check, lambda top: builder.add(*(np.asarray(p) for p in top))
+    )
+    return builder.build((rows, num_items))
+
+
+def _drive(
+    model: Callable,
+    ds: SparseDataset,
+    bar: Any,
+    call: Callable[[Any, Any, int | None], tuple[Any, Any]],
+    check: Callable[[int], None],
+    consume: Callable[[Any], None],
+) -> int:
+    """The loop of `predict_top_k` and `evaluate_top_k`; returns the number of items.
+
+    Each batch of `ds` is scored in parts of rows whose dense scores fit
+    (`_parts`): `call(where, inputs, max_rows)` returns a part's results and
+    the number of items the model scores, which `check` sees once, on the
+    first part. `consume` gets each part's results one call late, so the host
+    reads a result while the backend computes the next.
+    """
     num_items, checked = _num_items_hint(model), False
-    pending = None  # the previous call's results, read while the next call runs
+    pending = None
     for i in range(len(ds)):
         max_rows = _max_rows(model, num_items)
         for where, inputs in _parts(ds, i, max_rows):
-            step = _predict_step(model, k, _extra_for(excl, where, max_rows is not None))
-            batch_x, batch_excl = B.place_batch((inputs, rows_sparse(excl, where)))
-            *top, n = step(state, batch_x, batch_excl)
+            result, n = call(where, inputs, max_rows)
             if not checked:
                 num_items, checked = int(n), True
-                if excl is not None:
-                    exclude_csr(excl, (rows, num_items))
+                check(num_items)
             if pending is not None:
-                builder.add(*(np.asarray(part) for part in pending))
-            pending = top
+                consume(pending)
+            pending = result
         if bar is not None:
             bar.update(i + 1)
     if pending is not None:
-        builder.add(*(np.asarray(part) for part in pending))
-    return builder.build((rows, num_items))
+        consume(pending)
+    return num_items
 
 
 def _evaluate_step(
@@ -488,32 +518,27 @@ def evaluate_top_k(
     _validation.check_same_rows({"x": rows, "y_true": y_csr.shape[0]})
     excl = exclude_csr(exclude, y_csr.shape)
     bar = _progbar(len(ds), verbose)
-    totals = None
     _built(model, ds)
     state = _state_of(model)
-    num_items, checked = _num_items_hint(model), False
-    pending = None  # the previous call's sums, read while the next call runs
-    for i in range(len(ds)):
-        max_rows = _max_rows(model, num_items)
-        for where, inputs in _parts(ds, i, max_rows):
-            extra = _extra_for(excl, where, max_rows is not None)
-            step = _evaluate_step(model, ks_, metrics, options, extra)
-            batch = (inputs, rows_sparse(y_csr, where), rows_sparse(excl, where))
-            sums, n = step(state, *B.place_batch(batch))
-            if not checked:
-                num_items, checked = int(n), True
-                if num_items != y_csr.shape[1]:
-                    raise ValueError(
-                        f"The model scores {num_items} items but `y_true` has "
-                        f"{y_csr.shape[1]} columns."
-                    )
-            if pending is not None:
-                totals = _add(totals, pending)
-            pending = sums
-        if bar is not None:
-            bar.update(i + 1)
-    if pending is not None:
-        totals = _add(totals, pending)
-    count = totals[-1]
+
+    def call(where: Any, inputs: Any, max_rows: int | None) -> tuple[Any, Any]:
+        extra = _extra_for(excl, where, max_rows is not None)
+        step = _evaluate_step(model, ks_, metrics, options, extra)
+        batch = (inputs, rows_sparse(y_csr, where), rows_sparse(excl, where))
+        return step(state, *B.place_batch(batch))
+
+    def check(num_items: int) -> None:
+        if num_items != y_csr.shape[1]:
+            raise ValueError(
+                f"The model scores {num_items} items but `y_true` has {y_csr.shape[1]} columns."
+            )
+
+    totals: list = [None]
+
+    def consume(sums: Any) -> None:
+        totals[0] = _add(totals[0], sums)
+
+    _drive(model, ds, bar, call, check, consume)
+    count = totals[0][-1]
     names = [f"{m}@{kk}" for m in metrics for kk in ks_]
-    return {name: float(total / count) if count else 0.0 for name, total in zip(names, totals)}
+    return {name: float(total / count) if count else 0.0 for name, total in zip(names, totals[0])}

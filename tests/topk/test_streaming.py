@@ -313,3 +313,29 @@ def test_a_subclassed_model_never_called_is_built_on_the_first_batch():
     result = ks.evaluate_top_k(model, x, y, k=3, metrics=["recall"], batch_size=4, verbose=0)
     scores = np.asarray(model.predict(x, verbose=0))
     assert result["recall@3"] == pytest.approx(ranking_mean("recall", scores, y, 3), rel=1e-5)
+
+
+@pytest.mark.tensorflow_only
+def test_several_models_in_one_process_trigger_no_retracing_warning():
+    import logging
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        x = sp.random(26, 12, density=0.2, format="csr", random_state=0, dtype=np.float32)
+        for i in range(8):  # as when comparing models: each is new, so each step traces once
+            inputs = keras.Input((12,), sparse=True)
+            hidden = ks.layers.SparseDenseInput(4 + i)(inputs)
+            model = keras.Model(inputs, keras.layers.Dense(6 + i)(hidden))
+            truth = sp.random(26, 6 + i, density=0.2, format="csr", random_state=i)
+            ks.evaluate_top_k(model, x, truth, k=3, batch_size=13, verbose=0)
+            ks.predict_top_k(model, x, k=3, batch_size=13, verbose=0)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]
