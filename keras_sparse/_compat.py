@@ -13,8 +13,8 @@ and so on. Each such change is installed by `replace` or `add_entries`, which
   nothing and warn once, naming the feature that is lost and the fix.
 
 `scoped_value` sets a Keras flag for one block only. `patches()` lists every
-change with its state; `check_keras_version()` warns
-once when this Keras lies outside `TESTED_KERAS`, the range CI runs.
+change with its state; `check_keras_version()` warns once when this Keras
+lies outside `TESTED_KERAS`, the range CI runs.
 
 Only Keras and the standard library are imported here, so every module of
 the package may use this one.

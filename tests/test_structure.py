@@ -111,6 +111,39 @@ def test_backend_modules_only_define_things_at_import():
                     ), f"{path.name}:{inner.lineno} calls at import"
 
 
+#: The only places that shadow a Keras method on one model (never on a class), with why:
+#: enable_sparse (asked for by the user, docs/distributed.md) and the compute_loss of a model
+#: holding a SparseDenseOutput (docs/compatibility.md).
+PER_MODEL_SHADOWS = {
+    ("distribute/_tensorflow.py", "_maybe_symbolic_build"),
+    ("distribute/_tensorflow.py", "train_step"),
+    ("distribute/_tensorflow.py", "test_step"),
+    ("_output_targets.py", "compute_loss"),
+}
+
+
+def test_setattr_of_a_keras_method_happens_only_in_the_listed_per_model_shadows():
+    """`setattr` / `object.__setattr__` of a name Keras's Model defines: only where listed."""
+    import keras
+
+    keras_names = set(dir(keras.Model))
+    found = set()
+    for path in sorted((ROOT / "keras_sparse").rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or len(node.args) < 2:
+                continue
+            name = ast.unparse(node.func)
+            attribute = node.args[1]
+            if name in ("setattr", "object.__setattr__") and isinstance(attribute, ast.Constant):
+                if attribute.value in keras_names:
+                    relative = path.relative_to(ROOT / "keras_sparse").as_posix()
+                    found.add((relative, attribute.value))
+    # `_maybe_symbolic_build` is a method of Keras's TensorFlow trainer only.
+    assert found == {shadow for shadow in PER_MODEL_SHADOWS if shadow[1] in keras_names}
+
+
 def test_no_module_replaces_keras_attributes_outside_compat():
     """Changing Keras goes through `_compat.replace`: no `setattr(keras..., ...)` elsewhere."""
     for path in sorted((ROOT / "keras_sparse").rglob("*.py")):
