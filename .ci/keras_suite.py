@@ -136,11 +136,9 @@ def guard(backend: str, paths: list[str], work: Path, devices: int = 1) -> tuple
         backend, select + ["--collect-only"] + paths, work / f"{label}-ids.json", False, devices
     )
     failing = sorted(name for name, outcome in ours.items() if outcome in BAD)
-    plain = (
-        pytest_run(backend, failing, work / f"{label}-without.json", False, devices)
-        if (failing)
-        else {}
-    )
+    plain = {}
+    if failing:
+        plain = pytest_run(backend, failing, work / f"{label}-without.json", False, devices)
     broken, expected = [], []
     for name in sorted(set(ids) | set(failing)):
         was = plain.get(name, "passed" if name in ids else "missing")

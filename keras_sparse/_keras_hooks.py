@@ -184,7 +184,7 @@ def _checked_loss(original: Callable) -> Callable:
 
 def _checked_inputs(original: Callable) -> Callable:
     def _convert_inputs_to_tensors(self: Any, flat_inputs: Any) -> Any:
-        if not getattr(self, "_keras_sparse_warned_sparse_to_dense_input", False):
+        if not B.warned(self, "sparse_to_dense_input"):
             for x, declared in zip(flat_inputs, self._inputs):
                 if x is not None and not declared.sparse and B.is_sparse(x):
                     B.warn_once(

@@ -94,7 +94,7 @@ API = (
     "with_values",
 )
 # Not per backend: the one warn-once helper, here so that every module may use it.
-from keras_sparse.backend._once import warn_once  # noqa: E402, F401
+from keras_sparse.backend._once import warn_once, warned  # noqa: E402, F401
 
 if _name == "tensorflow":
     from keras_sparse.backend import tensorflow as _backend

@@ -8,6 +8,13 @@ from typing import Any
 _PROCESS: set[str] = set()
 
 
+def warned(owner: Any, topic: str) -> bool:
+    """Whether `warn_once` already warned about `topic` for `owner` (None: the process)."""
+    if owner is None:
+        return topic in _PROCESS
+    return bool(getattr(owner, f"_keras_sparse_warned_{topic}", False))
+
+
 def warn_once(
     owner: Any,
     topic: str,
@@ -29,14 +36,11 @@ def warn_once(
     Returns:
         Whether it warned now.
     """
+    if warned(owner, topic):
+        return False
     if owner is None:
-        if topic in _PROCESS:
-            return False
         _PROCESS.add(topic)
-    else:
-        attribute = f"_keras_sparse_warned_{topic}"
-        if getattr(owner, attribute, False):
-            return False
-        object.__setattr__(owner, attribute, True)  # past Keras's attribute tracking
+    else:  # past Keras's attribute tracking
+        object.__setattr__(owner, f"_keras_sparse_warned_{topic}", True)
     warnings.warn(message, category, stacklevel=stacklevel + 1)
     return True
