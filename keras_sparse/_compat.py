@@ -16,8 +16,9 @@ and so on. Each such change is installed by `replace` or `add_entries`, which
 change with its state; `check_keras_version()` warns once when this Keras
 lies outside `TESTED_KERAS`, the range CI runs.
 
-Only Keras and the standard library are imported here, so every module of
-the package may use this one.
+Only Keras, the standard library and the leaf `keras_sparse.backend` (for
+its warn-once helper) are imported here, so every other module of the
+package may use this one.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import keras
+
+# The one warn-once helper; `keras_sparse.backend` is a leaf, so this makes no circle.
+from keras_sparse.backend._once import warn_once
 
 #: The lowest and the latest Keras (major, minor) that CI tests; both ends included.
 TESTED_KERAS = ((3, 10), (3, 15))
@@ -65,7 +70,6 @@ class Patch:
 
 _REGISTRY: dict[str, Patch] = {}
 _RESTORE: dict[str, Callable[[], None]] = {}
-_VERSION_WARNED: list[bool] = []
 
 
 def keras_version() -> tuple[int, int]:
@@ -84,15 +88,14 @@ def check_keras_version() -> bool:
     """Warn once if the installed Keras lies outside the tested range; True if inside."""
     if in_tested_range():
         return True
-    if not _VERSION_WARNED:
-        _VERSION_WARNED.append(True)
-        warnings.warn(
-            f"keras_sparse is tested on Keras {TESTED}, but Keras {keras.version()} is "
-            "installed. Any change keras_sparse cannot make to this Keras is reported by "
-            f"its own warning; to be on the tested range, run {_PIN}.",
-            UserWarning,
-            stacklevel=3,
-        )
+    warn_once(
+        None,
+        "keras_version",
+        f"keras_sparse is tested on Keras {TESTED}, but Keras {keras.version()} is "
+        "installed. Any change keras_sparse cannot make to this Keras is reported by "
+        f"its own warning; to be on the tested range, run {_PIN}.",
+        stacklevel=3,
+    )
     return False
 
 
@@ -154,6 +157,7 @@ def replace(
     feature: str,
     versions: str = TESTED,
     check: Callable[[Any], str | None] | None = None,
+    only_where: Callable[[Any], bool] | None = None,
 ) -> bool:
     """Replace the Keras attribute `target` by `make(original)`, once.
 
@@ -165,6 +169,9 @@ def replace(
         versions: Keras versions the change is known to work on.
         check: Returns why `original` is not the one `make` expects (another
             signature, say), or None when it is.
+        only_where: For a method: which instances see the replacement. Any
+            other instance that looks the method up gets Keras's own function,
+            bound, with nothing of ours in its frames (see `_OnlyWhere`).
 
     Returns:
         Whether the change is in place; when not, one warning said why.
@@ -184,12 +191,38 @@ def replace(
     function = functools.wraps(original)(made.__func__ if kind else made)
     setattr(function, _ORIGINAL, target)
     replacement = kind(function) if kind else function
+    if only_where is not None:
+        replacement = _OnlyWhere(function, original, only_where)
     own = name in vars(owner)  # False: a class inherits it, so restoring deletes ours
     setattr(owner, name, replacement)
     _RESTORE[target] = (
         (lambda: setattr(owner, name, original)) if own else (lambda: delattr(owner, name))
     )
     return _record(target, feature, versions)
+
+
+class _OnlyWhere:
+    """A method that only some instances see replaced.
+
+    `instance.method` is the replacement, bound, when `uses(instance)`, and
+    Keras's own function, bound, for every other instance, so their calls run
+    Keras's code alone (`super().method` passes the instance, so it chooses
+    too). Looked up on the class (`type(model).train_step(model, ...)`, as
+    Keras's JAX trainer does under NNX), it is the replacement, which must
+    itself hand instances that do not use it to the original.
+    """
+
+    def __init__(self, function: Callable, original: Callable, uses: Callable[[Any], bool]):
+        self.function = function
+        self.original = original
+        self.uses = uses
+        setattr(self, _ORIGINAL, getattr(function, _ORIGINAL, None))
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self.function
+        chosen = self.function if self.uses(instance) else self.original
+        return types.MethodType(chosen, instance)
 
 
 @contextlib.contextmanager
@@ -258,12 +291,110 @@ def patches() -> tuple[Patch, ...]:
     return tuple(_REGISTRY.values())
 
 
+# Keras's private state, read here only. Every function below names the
+# private attribute it reads; each is known on Keras 3.10-3.15 (`TESTED`), and
+# Keras's own tests in CI (`.ci/keras_suite.py`) run beside ours on both ends.
+
+
 def sublayers(model: Any) -> list:
-    """Every layer inside `model`, at any depth (Keras's `_flatten_layers`, 3.10-3.15)."""
+    """Every layer inside `model`, at any depth (Keras's `_flatten_layers`)."""
     flatten = getattr(model, "_flatten_layers", None)
     if flatten is None:
         return list(getattr(model, "layers", []))
     return list(flatten(include_self=False, recursive=True))
+
+
+def model_inputs(model: Any) -> list:
+    """The `keras.Input` tensors a model was built from, flat, else [].
+
+    A functional model's `_inputs` (in the order its `_convert_inputs_to_tensors`
+    takes them); a Sequential model's public `inputs` once it has them.
+    """
+    found = getattr(model, "_inputs", None)
+    if found is None:
+        try:
+            found = model.inputs
+        except (AttributeError, ValueError):  # a subclassed or unbuilt model
+            found = None
+    return list(keras.tree.flatten(found)) if found else []
+
+
+def producing_layer(tensor: Any) -> Any:
+    """The layer that produced a symbolic tensor (`_keras_history[0]`), or None."""
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else history[0]
+
+
+def call_takes_training(layer: Any) -> bool:
+    """Whether `layer.call` has a `training` argument (`_call_has_training_arg`)."""
+    return bool(getattr(layer, "_call_has_training_arg", False))
+
+
+def has_compiled_metrics(model: Any) -> bool:
+    """Whether `compile(metrics=..., weighted_metrics=...)` gave `model` any metric.
+
+    Reads `_compile_metrics` and its `_user_metrics` / `_user_weighted_metrics`.
+    """
+    compiled = getattr(model, "_compile_metrics", None)
+    if compiled is None:
+        return False
+    for attr in ("_user_metrics", "_user_weighted_metrics"):
+        if any(m is not None for m in keras.tree.flatten(getattr(compiled, attr, None) or [])):
+            return True
+    return False
+
+
+def compiled_user_loss(compile_loss: Any) -> Any:
+    """The `loss=` a `CompileLoss` was given in `compile` (`_user_loss`), or None."""
+    return getattr(compile_loss, "_user_loss", None)
+
+
+def shards_across_processes(distribution: Any) -> bool:
+    """Whether a `keras.distribution` spans processes and shards the data by process.
+
+    Reads `_is_multi_process`, and `auto_shard_dataset` (public from Keras
+    3.11; `_auto_shard_dataset` before).
+    """
+    if distribution is None or not getattr(distribution, "_is_multi_process", False):
+        return False
+    shard = getattr(distribution, "auto_shard_dataset", None)
+    return bool(getattr(distribution, "_auto_shard_dataset", True) if shard is None else shard)
+
+
+def symbolic_build(model: Any, first_batch: Callable[[], Any], to_symbolic: Callable) -> None:
+    """Keras's `Trainer._symbolic_build`, from the specs `to_symbolic` gives each batch leaf.
+
+    For `keras_sparse.distribute.enable_sparse`, which puts it in the place of
+    `_maybe_symbolic_build` on one model under a `tf.distribute` strategy:
+    Keras's own builds from a cross-replica mean, which fails on sparse
+    tensors. Reads `_distribute_strategy`, `_compile_metrics`,
+    `_compile_loss`, `_compute_loss` and `_post_build`.
+    """
+    if model._distribute_strategy is None:
+        return
+    metrics_unbuilt = model._compile_metrics is not None and not model._compile_metrics.built
+    loss_unbuilt = model._compile_loss is not None and not model._compile_loss.built
+    layers_unbuilt = not all(layer.built for layer in sublayers(model))
+    output_spec = importlib.import_module("keras.src.backend").compute_output_spec
+    with model.distribute_strategy.scope():
+        if layers_unbuilt or metrics_unbuilt or loss_unbuilt:
+            spec = keras.tree.map_structure(to_symbolic, first_batch())
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(spec)
+            y_pred = output_spec(model, x, training=False)
+            if metrics_unbuilt:
+                output_spec(model.compute_metrics, x, y, y_pred, sample_weight=sample_weight)
+            if loss_unbuilt:
+                output_spec(
+                    model._compute_loss, x, y, y_pred, sample_weight=sample_weight, training=False
+                )
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model._post_build()
+
+
+def in_multi_worker_mode(strategy: Any) -> bool:
+    """TensorFlow's `strategy.extended._in_multi_worker_mode()`: several workers run."""
+    return bool(strategy.extended._in_multi_worker_mode())
 
 
 def keras_mask(x: Any) -> Any:

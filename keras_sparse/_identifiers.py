@@ -1,17 +1,22 @@
 """String identifiers: `compile(optimizer="lazy_adam", loss="sparse_mse", metrics=["ndcg"])`.
 
 Keras resolves a loss or metric string through a module-level table of its
-own (`keras.losses.get` never looks at registered custom objects), and an
-optimizer string through deserialization. `install()` adds our names to
-those three tables, never replacing a name Keras already uses, so Keras's
-own identifiers keep their meaning. A metric class named by a string is
-built with its defaults (`"ndcg"` is `NDCGAtK(k=10)`).
+own only (`keras.losses.get` and `keras.metrics.get` never look at
+registered custom objects), so `install()` adds our names to those two
+tables through `_compat`. An optimizer string goes through deserialization,
+which reads Keras's public table of custom objects
+(`keras.saving.get_custom_objects()`), so our optimizer names go there, with
+no change to Keras. No name Keras already uses is replaced, so Keras's own
+identifiers keep their meaning. A metric class named by a string is built
+with its defaults (`"ndcg"` is `NDCGAtK(k=10)`).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import keras
 
 from keras_sparse import _compat
 
@@ -78,13 +83,20 @@ def tables() -> dict[str, dict[str, Any]]:
 
 
 def install() -> bool:
-    """Add our identifiers to Keras's lookup tables (through `_compat`); idempotent.
+    """Add our identifiers to Keras's lookup tables; idempotent.
 
-    Returns False if this Keras keeps its tables elsewhere; then one warning
-    says that only objects, not strings, can be passed to `compile`.
+    Returns False if this Keras keeps its loss or metric table elsewhere; then
+    one warning says that only objects, not strings, can be passed to `compile`.
     """
     done = []
-    for kind, ours in tables().items():
+    ours_by_kind = tables()
+    optimizers = ours_by_kind.pop("optimizers")
+    keras_optimizers = {name.lower() for name in dir(keras.optimizers)}
+    custom = keras.saving.get_custom_objects()
+    for name, cls in optimizers.items():
+        if name.lower() not in keras_optimizers:  # Keras lower-cases optimizer names
+            custom.setdefault(name, cls)
+    for kind, ours in ours_by_kind.items():
         done.append(
             _compat.add_entries(
                 f"keras.src.{kind}.ALL_OBJECTS_DICT",

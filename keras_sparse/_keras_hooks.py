@@ -26,6 +26,7 @@ out with one warning naming what is lost.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,27 @@ def _to_backend(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: convert(v) for key, v in value.items()}
     return value
+
+
+_TAKES_SCIPY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def takes_scipy(layer: Any) -> bool:
+    """Whether `layer(x)` converts SciPy matrices.
+
+    It does for our layers and for models that hold a sparse `Input` or one of
+    our layers; any other layer's `__call__` is Keras's own.
+    """
+    if type(layer).__module__.startswith("keras_sparse"):
+        return True
+    if not isinstance(layer, keras.Model):
+        return False
+    found = _TAKES_SCIPY.get(layer)
+    if found is None:
+        found = _uses_sparse(layer)
+        if layer.built:  # a model's layers and inputs are settled once it is built
+            _TAKES_SCIPY[layer] = found
+    return found
 
 
 def _scipy_call(original: Callable) -> Callable:
@@ -149,6 +171,23 @@ def _loss_target_pairs(user_loss: Any, y_true: Any) -> list[tuple[Any, Any]]:
     return [(loss, y_true) for loss in _leaves(user_loss)]
 
 
+_CHECKS_TARGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def checks_target(compile_loss: Any) -> bool:
+    """Whether a compiled loss holds a Keras loss that has a masked twin (`SPARSE_ALTERNATIVES`).
+
+    Only such a `CompileLoss` looks at its target (for the warning); any other
+    runs Keras's own `__call__`.
+    """
+    found = _CHECKS_TARGET.get(compile_loss)
+    if found is None:
+        losses = _leaves(_compat.compiled_user_loss(compile_loss))
+        found = any(_builtin_loss_name(loss) in SPARSE_ALTERNATIVES for loss in losses)
+        _CHECKS_TARGET[compile_loss] = found
+    return found
+
+
 def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
     """The advice for a Keras built-in loss compiled against a sparse target, else None."""
     for loss, target in _loss_target_pairs(user_loss, y_true):
@@ -169,7 +208,7 @@ def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
 def _checked_loss(original: Callable) -> Callable:
     def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Runs when the step is traced, not per batch, so checking every call is free.
-        advice = builtin_loss_on_sparse(getattr(self, "_user_loss", None), y_true)
+        advice = builtin_loss_on_sparse(_compat.compiled_user_loss(self), y_true)
         if advice:
             B.warn_once(self, "builtin_loss", advice, stacklevel=2)
         try:
@@ -185,7 +224,7 @@ def _checked_loss(original: Callable) -> Callable:
 def _checked_inputs(original: Callable) -> Callable:
     def _convert_inputs_to_tensors(self: Any, flat_inputs: Any) -> Any:
         if not B.warned(self, "sparse_to_dense_input"):
-            for x, declared in zip(flat_inputs, self._inputs):
+            for x, declared in zip(flat_inputs, _compat.model_inputs(self)):
                 if x is not None and not declared.sparse and B.is_sparse(x):
                     B.warn_once(
                         self,
@@ -278,12 +317,37 @@ def _torch_loader(original: Callable) -> Callable:
     return get_torch_dataloader
 
 
+_USES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def uses_keras_sparse(model: Any) -> bool:
+    """Whether `model` holds a sparse `Input` or one of our layers, or has our loss or optimizer.
+
+    Only such a functional model checks its inputs for the warning; any other
+    runs Keras's own `_convert_inputs_to_tensors`.
+    """
+    if takes_scipy(model):
+        return True
+    loss, optimizer = getattr(model, "loss", None), getattr(model, "optimizer", None)
+    key = (id(loss), id(optimizer))  # what `compile` sets; asked again after a recompile
+    cached = _USES.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    compiled = [*map(_output_targets.resolve_loss, keras.tree.flatten(loss)), optimizer]
+    found = any(
+        (getattr(obj, "__module__", None) or type(obj).__module__).startswith("keras_sparse")
+        for obj in compiled
+        if obj is not None
+    )
+    _USES[model] = (key, found)
+    return found
+
+
 def _uses_sparse(model: Any) -> bool:
-    inputs = getattr(model, "_inputs", None) or []
-    if any(getattr(x, "sparse", False) for x in inputs):
+    if any(getattr(x, "sparse", False) for x in _compat.model_inputs(model)):
         return True
     return any(
-        type(layer).__module__.startswith("keras_sparse") for layer in model._flatten_layers()
+        type(layer).__module__.startswith("keras_sparse") for layer in _compat.sublayers(model)
     )
 
 
@@ -416,6 +480,8 @@ def install() -> bool:
             "keras.layers.Layer.__call__",
             _scipy_call,
             feature="SciPy matrices in model(x) and layer(x)",
+            # torch.compile reads a torch module's `__call__` as a plain function.
+            only_where=None if B.NAME == "torch" else takes_scipy,
         )
     ]
     for name in ("train_on_batch", "test_on_batch", "predict_on_batch"):
@@ -429,6 +495,7 @@ def install() -> bool:
             "keras.src.trainers.compile_utils.CompileLoss.__call__",
             _checked_loss,
             feature="the warning that names a masked loss when a Keras loss gets a sparse target",
+            only_where=checks_target,
         )
     )
     done.append(
@@ -437,6 +504,7 @@ def install() -> bool:
             _checked_inputs,
             feature="the warning when a sparse tensor reaches an Input without sparse=True",
             check=_compat.takes("self", "flat_inputs"),
+            only_where=uses_keras_sparse,
         )
     )
     if B.NAME == "tensorflow":  # JAX wraps this function for several processes (distribute)

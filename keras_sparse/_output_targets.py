@@ -40,6 +40,7 @@ import contextlib
 import inspect
 import threading
 import types
+import weakref
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -51,7 +52,7 @@ from keras_sparse import backend as B
 _LOCAL = threading.local()
 _MARK = "_keras_sparse_output_layer"  # class attribute of SparseDenseOutput
 _SHADOW = "_keras_sparse_compute_loss"
-_HAS = "_keras_sparse_has_outputs"
+_HAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> holds one
 
 
 class Deferred(NamedTuple):
@@ -222,17 +223,6 @@ def loss_name(loss: Any) -> str:
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or repr(loss)
 
 
-def _needs_scores(model: Any) -> bool:
-    """Whether `compile(metrics=...)` gave the model any metric (they read the scores)."""
-    compiled = getattr(model, "_compile_metrics", None)
-    if compiled is None:
-        return False
-    for attr in ("_user_metrics", "_user_weighted_metrics"):
-        if any(m is not None for m in keras.tree.flatten(getattr(compiled, attr, None) or [])):
-            return True
-    return False
-
-
 def output_layer(model: Any) -> Any:
     """The single output layer of a functional / Sequential model, else None."""
     try:
@@ -242,8 +232,7 @@ def output_layer(model: Any) -> Any:
     outputs = keras.tree.flatten(outputs)
     if len(outputs) != 1:
         return None
-    history = getattr(outputs[0], "_keras_history", None)
-    return None if history is None else history[0]
+    return _compat.producing_layer(outputs[0])
 
 
 def is_output_layer(layer: Any) -> bool:
@@ -252,11 +241,15 @@ def is_output_layer(layer: Any) -> bool:
 
 
 def has_output_layers(model: Any) -> bool:
-    """Whether `model` holds a `SparseDenseOutput` at any depth (asked once per model)."""
-    found = vars(model).get(_HAS)
+    """Whether `model` holds a `SparseDenseOutput` at any depth (asked once per built model).
+
+    Kept beside the model, not on it: every model's `train_step` lookup asks.
+    """
+    found = _HAS.get(model)
     if found is None:
         found = any(is_output_layer(layer) for layer in _compat.sublayers(model))
-        object.__setattr__(model, _HAS, found)
+        if getattr(model, "built", False):
+            _HAS[model] = found
     return found
 
 
@@ -264,7 +257,7 @@ def has_output_layers(model: Any) -> bool:
 def training_step(model: Any) -> Iterator[Step]:
     """Open the step of one `train_step` of `model` (see the module doc)."""
     previous = current()
-    _LOCAL.step = Step(_needs_scores(model))
+    _LOCAL.step = Step(_compat.has_compiled_metrics(model))
     try:
         yield _LOCAL.step
     finally:
@@ -301,12 +294,24 @@ def warn_dense_once(layer: Any, message: str) -> None:
     B.warn_once(layer, "dense_scores", message, stacklevel=3)
 
 
-def install() -> bool:
-    """Wrap `keras.Model.train_step` once (through `_compat`).
+def uses_our_step(model: Any) -> bool:
+    """Whether `model`'s `train_step` needs ours.
 
-    For a model that holds a `SparseDenseOutput`, the wrapper opens the step
-    and shadows `compute_loss` (above); every model's step then runs through
-    `backend.train_step` (which on JAX makes `LazyAdam` updates row-sparse).
+    It does when the model holds a `SparseDenseOutput`, or when its backend's
+    step acts on its optimizer (`LazyAdam` on JAX and torch).
+    """
+    return has_output_layers(model) or B.takes_train_step(model)
+
+
+def install() -> bool:
+    """Wrap `keras.Model.train_step` once (through `_compat`), for the models that use it.
+
+    Only a model for which `uses_our_step` holds sees the wrapper; every other
+    model's `train_step` is Keras's own, bound, with nothing of ours in its
+    step. For a model that holds a `SparseDenseOutput`, the wrapper opens the
+    step and shadows `compute_loss` (above); its step then runs through
+    `backend.train_step` (which on JAX and torch makes `LazyAdam` updates
+    row-sparse).
     """
 
     def make(original: Any) -> Any:
@@ -324,6 +329,7 @@ def install() -> bool:
         "keras.Model.train_step",
         make,
         feature="SparseDenseOutput scoring only the target's entries in fit, and LazyAdam's "
-        "row updates on JAX",
+        "row updates on JAX and torch",
         check=_compat.takes(*(("self", "state", "data") if B.NAME == "jax" else ("self", "data"))),
+        only_where=uses_our_step,
     )

@@ -17,7 +17,6 @@ from keras_sparse import backend as B
 EVERY_BACKEND = [
     "keras.src.losses.ALL_OBJECTS_DICT",
     "keras.src.metrics.ALL_OBJECTS_DICT",
-    "keras.src.optimizers.ALL_OBJECTS_DICT",
     "keras.layers.Layer.__call__",
     "keras.Model.train_on_batch",
     "keras.Model.test_on_batch",
@@ -92,6 +91,53 @@ def fake_keras(monkeypatch):
         _compat.restore(target)
 
 
+@pytest.mark.parametrize("kind", ["functional", "sequential"])
+def test_a_model_without_keras_sparse_objects_runs_only_keras_code_in_its_step(kind):
+    """No frame of keras_sparse between `fit` and the loss, and Keras's own methods bound.
+
+    Except on torch, where `Layer.__call__` stays one function for every layer:
+    `torch.compile` reads a torch module's `__call__` as a plain function.
+    """
+    import inspect
+    import pathlib
+
+    import numpy as np
+
+    package = pathlib.Path(ks.__file__).parent
+    frames = []
+
+    class Probe(keras.layers.Layer):  # the stack of the forward pass, at its last layer
+        def call(self, x):
+            frames.extend((frame.filename, frame.function) for frame in inspect.stack())
+            return x
+
+    if kind == "functional":
+        inp = keras.Input((3,))
+        model = keras.Model(inp, Probe()(keras.layers.Dense(2)(inp)))
+    else:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), Probe()])
+
+    def loss(y_true, y_pred):  # not one of Keras's losses that have a masked twin
+        frames.extend((frame.filename, frame.function) for frame in inspect.stack())
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred))
+
+    model.compile(optimizer="sgd", loss=loss, run_eagerly=True)
+    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+    ours = {
+        (pathlib.Path(name).relative_to(package).as_posix(), function)
+        for name, function in frames
+        if pathlib.Path(name).is_relative_to(package)
+    }
+    assert frames and ours == ({("_keras_hooks.py", "__call__")} if B.NAME == "torch" else set())
+    keras_call = vars(keras.layers.Layer)["__call__"]
+    if B.NAME != "torch":
+        assert model.__call__.__func__ is keras_call.original
+        assert model.layers[0].__call__.__func__ is keras_call.original
+    assert model.train_step.__func__ is vars(keras.Model)["train_step"].original
+    for obj in [model, *model.layers]:  # nothing of ours is written onto such a model
+        assert not [name for name in vars(obj) if "keras_sparse" in name], obj
+
+
 def _wrap_tag(original):
     def replacement(*args):
         return ("ours", original(*args))
@@ -121,6 +167,35 @@ def test_an_inherited_method_is_restored_by_deleting_ours(fake_keras):
     assert "method" in vars(Child) and Child().method(2) == ("ours", ("original", 2))
     _compat.restore("fake_keras_module.Child.method")
     assert "method" not in vars(Child) and Child().method(2) == ("original", 2)
+
+
+def test_only_where_gives_other_instances_the_original_function_itself(fake_keras):
+    def make(original):
+        def method(self, x):
+            return ("ours", original(self, x)) if self.ours else original(self, x)
+
+        return method
+
+    uses = lambda instance: instance.ours  # noqa: E731
+    assert _compat.replace("fake_keras_module.Owner.method", make, feature="t", only_where=uses)
+    plain, chosen = fake_keras.Owner(), fake_keras.Owner()
+    plain.ours, chosen.ours = False, True
+    assert plain.method.__func__ is vars(fake_keras.Owner)["method"].original
+    assert _compat.replaces(plain.method.__func__) is None and plain.method(1) == ("original", 1)
+    assert _compat.replaces(chosen.method.__func__) == "fake_keras_module.Owner.method"
+    assert chosen.method(1) == ("ours", ("original", 1))
+    # Looked up on the class, as `type(model).train_step(model, ...)`: the replacement, which
+    # hands the plain instance to the original itself.
+    assert fake_keras.Owner.method(plain, 2) == ("original", 2)
+    assert fake_keras.Owner.method(chosen, 2) == ("ours", ("original", 2))
+
+    class Child(fake_keras.Owner):
+        def method(self, x):
+            return ("child", super().method(x))
+
+    child = Child()
+    child.ours = True
+    assert child.method(3) == ("child", ("ours", ("original", 3)))  # super() chooses too
 
 
 @pytest.mark.parametrize(
@@ -158,7 +233,9 @@ def test_add_entries_keeps_the_names_keras_has(fake_keras):
 
 def test_a_keras_outside_the_tested_range_warns_once(monkeypatch):
     monkeypatch.setattr(keras, "version", lambda: "3.2.1")
-    monkeypatch.setattr(_compat, "_VERSION_WARNED", [])
+    from keras_sparse.backend import _once
+
+    monkeypatch.setattr(_once, "_PROCESS", set())  # as in a fresh process
     with pytest.warns(UserWarning, match=r"tested on Keras 3\.\d+-3\.\d+.*3\.2\.1") as caught:
         assert not _compat.check_keras_version()
         assert not _compat.check_keras_version()

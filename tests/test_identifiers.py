@@ -51,6 +51,15 @@ def test_optimizer_strings(name):
     assert type(keras.optimizers.get(name)) is ks.optimizers.LazyAdam
 
 
+def test_optimizer_names_go_through_keras_public_table_of_custom_objects():
+    from keras.src import optimizers as keras_optimizers
+
+    assert keras.saving.get_custom_objects()["lazy_adam"] is ks.optimizers.LazyAdam
+    assert "lazy_adam" not in keras_optimizers.ALL_OBJECTS_DICT  # Keras's own table is untouched
+    targets = {patch.target for patch in ks.keras_patches()}
+    assert "keras.src.optimizers.ALL_OBJECTS_DICT" not in targets
+
+
 def test_keras_own_identifiers_keep_their_meaning():
     assert type(keras.metrics.get("precision")) is keras.metrics.Precision
     assert type(keras.metrics.get("recall")) is keras.metrics.Recall

@@ -218,3 +218,51 @@ def test_every_public_module_says_what_it_exports_and_each_name_has_one_home():
     # One object under two public modules is allowed only for the top-k layer, which is a
     # layer (keras_sparse.layers) and part of keras_sparse.topk.
     assert shared <= {("layers.TopK", "topk.TopK")}, shared
+
+
+#: Private names of other libraries than Keras that the package reads, with why.
+NOT_KERAS_PRIVATE = {
+    "_exit",  # os._exit: a failing process ends at once (distribute/_jax.py)
+    "_reconstruct",  # numpy's, allowed when unpickling Planetoid files (_planetoid.py)
+}
+
+
+def _own_private_names() -> set[str]:
+    """Every `_name` that keras_sparse itself defines: modules, defs, attributes it sets."""
+    names = {path.stem for path in (ROOT / "keras_sparse").rglob("_*.py")}
+    for path in (ROOT / "keras_sparse").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                "setattr",
+                "object.__setattr__",
+            ):
+                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                    names.add(node.args[1].value)
+    return names
+
+
+def test_private_keras_attributes_are_read_only_in_compat_and_backend():
+    """Outside `_compat` and `backend/`, every `x._name` read is a name keras_sparse defines."""
+    own = _own_private_names() | NOT_KERAS_PRIVATE
+    found = []
+    for path in sorted((ROOT / "keras_sparse").rglob("*.py")):
+        relative = path.relative_to(ROOT / "keras_sparse").as_posix()
+        if relative == "_compat.py" or relative.startswith("backend/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = None
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("getattr", "hasattr"):
+                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                    name = node.args[1].value
+            private = isinstance(name, str) and name.startswith("_") and not name.endswith("__")
+            if private and name not in own:
+                found.append(f"{relative}:{node.lineno}: {name}")
+    assert not found, "read through keras_sparse._compat instead:\n" + "\n".join(found)

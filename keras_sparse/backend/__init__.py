@@ -32,7 +32,8 @@ Each backend file defines the names in `API` below:
   cuts a `SparseDataset`'s batches in the backend's own pipeline, or None for
   Keras's `PyDataset` adapter) and
   `train_step` (runs Keras's step; row-sparse `LazyAdam` updates where the
-  backend's gradients are dense);
+  backend's gradients are dense) and `takes_train_step` (whether `train_step`
+  does anything for this model beyond calling Keras's step);
 - the lazy optimizer hooks `is_sparse_gradient`,
   `lazy_adam_update`, `mark_row_sparse` and `note_dense_read`;
 - multi-device runs: `place_batch` (a batch of our own loops, split across the
@@ -90,6 +91,7 @@ API = (
     "sparse_to_coo",
     "stable_argsort",
     "step_state",
+    "takes_train_step",
     "train_step",
     "with_values",
 )
@@ -141,6 +143,7 @@ sparse_shape = _backend.sparse_shape
 sparse_to_coo = _backend.sparse_to_coo
 stable_argsort = _backend.stable_argsort
 step_state = _backend.step_state
+takes_train_step = _backend.takes_train_step
 train_step = _backend.train_step
 with_values = _backend.with_values
 

@@ -48,3 +48,14 @@ def stateless_step_state(variables: list) -> list | None:
     from keras.src.backend.common.stateless_scope import in_stateless_scope
 
     return [(v, v.value) for v in variables] if in_stateless_scope() else None
+
+
+def has_lazy_optimizer(model: Any) -> bool:
+    """Whether `model`'s optimizer, or the one a `LossScaleOptimizer` wraps, is row-sparse.
+
+    `LazyAdam` says so with `row_sparse_updates`; the JAX and torch
+    `train_step` act on such models only.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return any(getattr(o, "row_sparse_updates", False) for o in (optimizer, inner))

@@ -1,4 +1,8 @@
-"""Lazy (row-sparse) updates of `SparseDenseInput` tables with `LazyAdam` on JAX.
+"""Row-sparse training on JAX: `LazyAdam`'s updates of `SparseDenseInput` tables, the step.
+
+The backend's training API (`train_step`, `takes_train_step`, `step_state`,
+`lazy_adam_update`, `mark_row_sparse`, `note_dense_read`, `is_sparse_gradient`,
+`dense_gradient`) lives here; `jax.py` re-exports it.
 
 Keras's JAX trainer differentiates the loss with respect to every trainable
 variable, so the gradient of a 1M x 64 table is a dense 1M x 64 array (a
@@ -39,12 +43,14 @@ tie weights through the layer, or use `keras.optimizers.Adam`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import keras
 
+from keras_sparse.backend._common import has_lazy_optimizer
 from keras_sparse.backend._once import warn_once
 
 _LOCAL = threading.local()
@@ -314,3 +320,32 @@ def lazy_adam_update(optimizer: Any, gradient: RowGradient, variable: Any, learn
         set_rows(v_hat, v_rows)
     step = m_rows * alpha / (jnp.sqrt(v_rows) + optimizer.epsilon)
     optimizer.assign(variable, variable.value.at[unique].add(-step, mode="drop", **hints))
+
+
+def train_step(model: Any, step: Callable, args: tuple) -> Any:
+    """Run Keras's train step, with row-sparse `LazyAdam` updates (`lazy_train_step`)."""
+    return lazy_train_step(model, step, *args)
+
+
+takes_train_step = has_lazy_optimizer
+
+
+def dense_gradient(gradient: Any) -> Any:
+    """A gradient as a dense array (JAX gradients already are)."""
+    return gradient
+
+
+def is_sparse_gradient(gradient: Any) -> bool:
+    """Whether an optimizer received a row gradient from the lazy training step."""
+    return isinstance(gradient, RowGradient)
+
+
+def step_state(variables: list) -> list | None:
+    """`[(variable, value)]` as this trace reads them, to read them so again later in the step.
+
+    Keras's JAX step maps variables to traced values only while the model runs
+    (`stateless_call`); `compute_loss` runs after it, where a variable would read
+    its stored value. `keras.StatelessScope(state_mapping=...)` over this list
+    restores the step's values there.
+    """
+    return [(v, v.value) for v in variables]

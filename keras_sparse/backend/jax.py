@@ -37,6 +37,16 @@ from keras_sparse.backend._jax_bcoo import (  # noqa: F401 - part of this backen
     sparse_from_coo,
     sparse_to_coo,
 )
+from keras_sparse.backend._jax_lazy import (  # noqa: F401 - API, from its home
+    dense_gradient,
+    is_sparse_gradient,
+    lazy_adam_update,
+    mark_row_sparse,
+    note_dense_read,
+    step_state,
+    takes_train_step,
+    train_step,
+)
 
 NAME = "jax"
 INDEX_DTYPE = "int32"
@@ -337,35 +347,6 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     return jax.lax.fori_loop(0, count, step, (carry, outputs))
 
 
-def dense_gradient(gradient: Any) -> Any:
-    """A gradient as a dense array (JAX gradients already are)."""
-    return gradient
-
-
-def is_sparse_gradient(gradient: Any) -> bool:
-    """Whether an optimizer received a row gradient from the lazy training step."""
-    return isinstance(gradient, _jax_lazy.RowGradient)
-
-
-def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
-    """Adam's update at the rows of a row gradient only (see `_jax_lazy`)."""
-    _jax_lazy.lazy_adam_update(optimizer, gradient, variable, learning_rate)
-
-
-def mark_row_sparse(variable: Any) -> None:
-    """Mark a table that `LazyAdam` may update row by row (see `_jax_lazy`)."""
-    _jax_lazy.mark_row_sparse(variable)
-
-
-def note_dense_read(variable: Any, expected: bool = False) -> None:
-    """Tell the lazy training step that a marked table was read whole.
-
-    `expected=True` (a read the layer documents, e.g. an exact softmax) makes
-    the table's update dense without a warning.
-    """
-    _jax_lazy.note_dense_read(variable, expected)
-
-
 def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
     """`sparse_from_coo` on the host CPU, as Keras's data adapters build their batches."""
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
@@ -377,24 +358,8 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
     return jnp.searchsorted(sorted_sequence, values, side=side).astype(jnp.int32)
 
 
-def train_step(model: Any, step: Callable, args: tuple) -> Any:
-    """Run Keras's train step, with row-sparse `LazyAdam` updates (see `_jax_lazy`)."""
-    return _jax_lazy.lazy_train_step(model, step, *args)
-
-
 def pydataset_adapter(
     py_dataset: Any, structure: Any, epoch_rows: Callable, shuffle: bool, class_weight: Any
 ) -> Any:
     """None: Keras's own `PyDataset` adapter feeds the data set on this backend."""
     return None
-
-
-def step_state(variables: list) -> list | None:
-    """`[(variable, value)]` as this trace reads them, to read them so again later in the step.
-
-    Keras's JAX step maps variables to traced values only while the model runs
-    (`stateless_call`); `compute_loss` runs after it, where a variable would read
-    its stored value. `keras.StatelessScope(state_mapping=...)` over this list
-    restores the step's values there.
-    """
-    return [(v, v.value) for v in variables]

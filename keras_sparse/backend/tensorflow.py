@@ -3,6 +3,10 @@
 Everything here is graph-safe, so that layers, losses and metrics can call it
 inside `model.fit`. TensorFlow shapes may be dynamic, so sparse tensors are
 never padded here: the validity mask of `coo` is `None` (every entry is real).
+
+This file holds the sparse tensors and ops; row-sparse training (`gather_rows`,
+`LazyAdam`'s update, the step) lives in `_tf_lazy` and the `tf.data` feeding
+of `SparseDataset` in `_tf_data`, as on JAX and torch.
 """
 
 from __future__ import annotations
@@ -14,8 +18,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse.backend import _common, _tf_data
+from keras_sparse.backend import _common
 from keras_sparse.backend._common import segment_max, segment_sum  # noqa: F401 - API
+from keras_sparse.backend._tf_data import pydataset_adapter  # noqa: F401 - API, from its home
+from keras_sparse.backend._tf_lazy import (  # noqa: F401 - API, from its home
+    dense_gradient,
+    gather_rows,
+    is_sparse_gradient,
+    lazy_adam_update,
+    mark_row_sparse,
+    note_dense_read,
+    takes_train_step,
+    train_step,
+)
 
 NAME = "tensorflow"
 INDEX_DTYPE = "int64"
@@ -102,27 +117,6 @@ def with_values(x: tf.SparseTensor, values: Any) -> tf.SparseTensor:
 def gather_entries(dense: Any, indices: Any) -> tf.Tensor:
     """`dense[indices[:, 0], indices[:, 1]]` of a 2-D tensor."""
     return tf.gather_nd(dense, indices)
-
-
-def gather_rows(variable: Any, rows: Any) -> tf.Tensor:
-    """Gather `rows` of a (Keras) variable without reading the whole variable.
-
-    `tf.gather` on a Keras variable first converts it to a full tensor (and,
-    under a mixed-precision policy, casts all of it), which costs as much as a
-    dense read and forces a copy when the optimizer updates it in place.
-    Gathering from the underlying `tf.Variable` reads only the requested rows,
-    and its gradient is a `tf.IndexedSlices` over them. Inside a Keras
-    `StatelessScope` (`stateless_call`) the value the scope maps the variable
-    to is read instead, as Keras itself does.
-    """
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-    raw = getattr(variable, "_value", None)
-    if in_stateless_scope() and raw is not None:
-        raw = variable.value
-    elif not isinstance(raw, tf.Variable):  # a plain tf.Variable or a tensor
-        raw = variable
-    return tf.gather(raw, rows)
 
 
 def scatter_set(dense: Any, indices: Any, valid: Any, value: float) -> tf.Tensor:
@@ -295,51 +289,6 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     )
 
 
-def dense_gradient(gradient: Any) -> tf.Tensor:
-    """A gradient as a dense tensor (TensorFlow passes gathers' gradients as `IndexedSlices`)."""
-    return tf.convert_to_tensor(gradient)
-
-
-def is_sparse_gradient(gradient: Any) -> bool:
-    """Whether an optimizer received a row-sparse gradient (`tf.IndexedSlices`)."""
-    return isinstance(gradient, tf.IndexedSlices)
-
-
-def lazy_adam_update(optimizer: Any, gradient: Any, variable: Any, learning_rate: Any) -> None:
-    """Adam's update of `variable` and its moments at the rows of a sparse gradient only."""
-    dtype = variable.dtype
-    rows, position = tf.unique(gradient.indices)
-    grad = tf.math.unsorted_segment_sum(
-        tf.cast(gradient.values, dtype), position, tf.shape(rows)[0]
-    )
-    lr = tf.cast(learning_rate, dtype)
-    local_step = tf.cast(optimizer.iterations + 1, dtype)
-    beta_1 = tf.cast(optimizer.beta_1, dtype)
-    beta_2 = tf.cast(optimizer.beta_2, dtype)
-    alpha = lr * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
-
-    index = optimizer._get_variable_index(variable)
-    m, v = optimizer._momentums[index], optimizer._velocities[index]
-    m_rows = beta_1 * gather_rows(m, rows) + (1 - beta_1) * grad
-    v_rows = beta_2 * gather_rows(v, rows) + (1 - beta_2) * tf.square(grad)
-    optimizer.assign(m, tf.IndexedSlices(m_rows, rows))
-    optimizer.assign(v, tf.IndexedSlices(v_rows, rows))
-    if optimizer.amsgrad:
-        v_hat = optimizer._velocity_hats[index]
-        v_rows = tf.maximum(gather_rows(v_hat, rows), v_rows)
-        optimizer.assign(v_hat, tf.IndexedSlices(v_rows, rows))
-    step = m_rows * alpha / (tf.sqrt(v_rows) + optimizer.epsilon)
-    optimizer.assign_sub(variable, tf.IndexedSlices(step, rows))
-
-
-def mark_row_sparse(variable: Any) -> None:
-    """Nothing to mark: TensorFlow's gather already gives a row-sparse gradient."""
-
-
-def note_dense_read(variable: Any, expected: bool = False) -> None:
-    """Nothing to note: a dense read gives a dense gradient on TensorFlow."""
-
-
 def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
     """`sparse_from_coo` for a batch that Keras's data adapters build (TensorFlow places it)."""
     return sparse_from_coo(indices, values, shape)
@@ -352,24 +301,6 @@ def searchsorted(sorted_sequence: Any, values: Any, side: str = "left") -> Any:
     fails inside a `tf.function` on a tensor of unknown length.
     """
     return tf.searchsorted(sorted_sequence, values, side=side, out_type=tf.int32)
-
-
-def train_step(model: Any, step: Callable, args: tuple) -> Any:
-    """Run Keras's train step: TensorFlow's gradients of gathered rows are already sparse."""
-    return step(*args)
-
-
-def pydataset_adapter(
-    py_dataset: Any, structure: Any, epoch_rows: Callable, shuffle: bool, class_weight: Any
-) -> Any:
-    """A Keras data adapter that cuts a `SparseDataset`'s batches inside `tf.data` (`_tf_data`).
-
-    None under a `tf.distribute` strategy, which keeps Keras's own adapter
-    (see `keras_sparse.distribute`).
-    """
-    if tf.distribute.has_strategy():
-        return None
-    return _tf_data.pydataset_adapter(py_dataset, structure, epoch_rows, shuffle, class_weight)
 
 
 step_state = _common.stateless_step_state

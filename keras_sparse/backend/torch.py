@@ -338,3 +338,4 @@ def pydataset_adapter(
 
 
 step_state = _common.stateless_step_state
+takes_train_step = _common.has_lazy_optimizer

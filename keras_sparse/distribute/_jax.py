@@ -114,10 +114,7 @@ def process_shard(dataset: Any) -> Any:
 
 def _multi_process(distribution: Any) -> bool:
     """A multi-process distribution that shards the data (`auto_shard_dataset`, its default)."""
-    if distribution is None or not getattr(distribution, "_is_multi_process", False):
-        return False
-    shard = getattr(distribution, "auto_shard_dataset", None)  # public from Keras 3.11
-    return bool(getattr(distribution, "_auto_shard_dataset", True) if shard is None else shard)
+    return _compat.shards_across_processes(distribution)
 
 
 def _install_data_adapter() -> bool:

@@ -85,37 +85,17 @@ def _sparse_symbolic_build(
     model: keras.Model, iterator: Any = None, data_batch: Any = None
 ) -> None:
     """Build model, compiled loss/metrics and optimizer from sparse-aware specs."""
-    if model._distribute_strategy is None:
-        return
-    metrics_unbuilt = model._compile_metrics is not None and not model._compile_metrics.built
-    loss_unbuilt = model._compile_loss is not None and not model._compile_loss.built
-    layers_unbuilt = not all(layer.built for layer in model._flatten_layers())
-    backend = keras.src.backend
-    with model.distribute_strategy.scope():
-        if layers_unbuilt or metrics_unbuilt or loss_unbuilt:
-            if data_batch is None:
-                data_batch = _first_batch(iterator)
-            spec = keras.tree.map_structure(_symbolic, data_batch)
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(spec)
-            y_pred = backend.compute_output_spec(model, x, training=False)
-            if metrics_unbuilt:
-                backend.compute_output_spec(
-                    model.compute_metrics, x, y, y_pred, sample_weight=sample_weight
-                )
-            if loss_unbuilt:
-                backend.compute_output_spec(
-                    model._compute_loss, x, y, y_pred, sample_weight=sample_weight, training=False
-                )
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model._post_build()
+    _compat.symbolic_build(
+        model,
+        lambda: _first_batch(iterator) if data_batch is None else data_batch,
+        _symbolic,
+    )
 
 
 def _multi_worker(strategy: Any) -> bool:
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    )
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and _compat.in_multi_worker_mode(strategy)
 
 
 def _one_element_logs(step: Any) -> Any:

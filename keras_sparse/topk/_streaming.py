@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from keras import ops
 
-from keras_sparse import _item_blocks, _ops, _output_targets, _validation, ranking
+from keras_sparse import _compat, _item_blocks, _ops, _output_targets, _validation, ranking
 from keras_sparse import backend as B
 from keras_sparse.convert import canonical_csr
 from keras_sparse.data import SparseDataset
@@ -82,7 +82,7 @@ def _scorer(model: Callable) -> Callable:
     if not isinstance(model, keras.Layer):
         return lambda state, batch_x: _check_scores(model(batch_x))
     ref = weakref.ref(model)
-    kwargs = {"training": False} if getattr(model, "_call_has_training_arg", False) else {}
+    kwargs = {"training": False} if _compat.call_takes_training(model) else {}
 
     def score(state: Any, batch_x: Any) -> Any:
         out, _ = ref().stateless_call(state[0], state[1], batch_x, **kwargs)

@@ -330,3 +330,47 @@ def test_lazy_adam_leaves_rows_only_an_earlier_fit_touched_in_a_subclassed_model
     row3 = np.asarray(ours.items.kernel)[3].copy()
     ours.fit(SparseDataset(X, second, batch_size=ROWS), epochs=1, verbose=0)
     np.testing.assert_array_equal(np.asarray(ours.items.kernel)[3], row3)
+
+
+def _keras_train_step(model):
+    """Keras's own `train_step` function for `model` (its backend trainer's, not ours)."""
+    return next(
+        vars(cls)["train_step"]
+        for cls in type(model).__mro__
+        if cls is not keras.Model and "train_step" in vars(cls)
+    )
+
+
+def test_only_models_that_use_keras_sparse_step_through_our_train_step():
+    from keras_sparse import _compat
+    from keras_sparse import backend as B
+
+    def frames_of_a_step(model):
+        seen = []
+
+        def loss(y_true, y_pred):
+            import inspect
+
+            seen.extend(frame.filename for frame in inspect.stack())
+            return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+        model.compile(optimizer=model.optimizer, loss=loss, run_eagerly=True)
+        model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+        return seen
+
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    plain.compile(optimizer="sgd", loss="mse")
+    assert plain.train_step.__func__ is _keras_train_step(plain)
+    assert not any(name.endswith("_output_targets.py") for name in frames_of_a_step(plain))
+    # (tests/test_compat.py checks that no frame of keras_sparse is in such a step at all)
+
+    lazy = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    lazy.compile(optimizer=ks.optimizers.LazyAdam(), loss="mse")
+    ours = _compat.replaces(lazy.train_step.__func__) == "keras.Model.train_step"
+    assert ours is (B.NAME != "tensorflow")  # LazyAdam's row updates need our step there only
+    assert any(name.endswith("_output_targets.py") for name in frames_of_a_step(lazy)) is ours
+
+    inp = keras.Input((3,))
+    with_output = keras.Model(inp, SparseDenseOutput(2)(inp))
+    with_output.compile(optimizer="sgd", loss="mse")
+    assert _compat.replaces(with_output.train_step.__func__) == "keras.Model.train_step"
