@@ -74,8 +74,16 @@ def csr_to_parts(csr: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
 
 
 def csr_rows_to_sparse(csr: Any, rows: slice | np.ndarray, dtype: Any) -> Any:
-    """Rows `rows` of a canonical CSR as the backend's canonical sparse tensor."""
-    indices, values, shape = csr_to_parts(csr[rows])
+    """Rows `rows` of a CSR as the backend's canonical sparse tensor.
+
+    When those rows hold unsorted or duplicate entries, a copy of them is made
+    canonical (duplicates summed, explicit zeros kept); `csr` is never changed.
+    """
+    part = csr[rows]
+    if not part.has_canonical_format:
+        part = part.copy()
+        part.sum_duplicates()
+    indices, values, shape = csr_to_parts(part)
     return B.sparse_from_coo(indices, values.astype(dtype, copy=False), shape)
 
 

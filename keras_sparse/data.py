@@ -1,7 +1,7 @@
 """`SparseDataset`: feed SciPy sparse matrices to `fit`, `evaluate` and `predict`.
 
-Batches are cut from canonical CSR rows on demand, so the extra memory during
-training is a batch, not a copy of the data set.
+Batches are cut from CSR rows on demand (and made canonical as they are cut),
+so the extra memory during training is a batch, not a copy of the data set.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def mark_excluded(y: Any, exclude: Any) -> sp.csr_matrix:
 def _prepare_leaf(value: Any, name: str) -> Any:
     """Turn one user array into the form batches are cut from."""
     if sp.issparse(value):
+        if value.format == "csr" and value.ndim == 2:  # no copy: batches are made canonical
+            _validation.check_dtype(value.dtype, name)
+            return value
         return canonical_csr(value, name)
     if is_sparse_tensor(value):
         _validation.check_ndim(tuple(value.shape), name, 2)
@@ -146,14 +149,20 @@ class SparseDataset(keras.utils.PyDataset):
     of two, so that an epoch compiles only a few step functions) with
     `keras.backend.floatx()` values; dense parts as tensors (floating dtypes
     cast to floatx, integer labels kept). Every SciPy format is accepted (CSC,
-    unsorted or duplicate COO, LIL, DOK, BSR, DIA, `*_array`); it is converted
-    once to canonical CSR (no copy when it already is one) and batches are cut
-    from it on demand, so the extra memory while training is about one batch.
+    unsorted or duplicate COO, LIL, DOK, BSR, DIA, `*_array`). A CSR matrix is
+    kept as given, with no copy, and each batch is made canonical (duplicates
+    summed, column indices sorted) as it is cut; any other format is converted
+    once to canonical CSR. So the extra memory while training is about one
+    batch.
     The last partial batch is kept. NaN values are passed through unchanged.
     On TensorFlow, `fit` / `evaluate` / `predict` cut the batches inside a
     `tf.data` pipeline over a copy of the arrays (no Python per batch), unless
     the data set has `workers` or runs under a `tf.distribute` strategy; the
-    batches are exactly `ds[i]`.
+    batches are exactly `ds[i]`. That copy (1.15x the CSR at the peak of one
+    `fit`, canonical or not, in `benchmarks/bench_feed_held.py`) is freed when
+    `fit` returns, as Keras drops its data adapter; the process keeps the
+    freed pages for its next allocations, which the next `fit` reuses (see
+    docs/benchmarks.md, "What one `fit` holds").
 
     Args:
         x: Inputs: a SciPy sparse matrix/array, a NumPy array, a
@@ -391,8 +400,9 @@ class SparseDataset(keras.utils.PyDataset):
         """The whole data in the structure of a batch, for a backend that cuts batches itself.
 
         `(x,)`, `(x, y)` or `(x, y, sample_weight)` with every sparse part as
-        its canonical CSR matrix and every dense part as a NumPy array (no
-        copies); `epoch_rows` says which rows each batch of this epoch holds.
+        its CSR matrix (not canonical when the caller's was not) and every dense
+        part as a NumPy array (no copies); `epoch_rows` says which rows each
+        batch of this epoch holds.
         """
         if self._y is None:
             return (self._x,)

@@ -411,16 +411,66 @@ def test_the_tensorflow_feeding_path_trains_exactly_as_keras_pydataset_adapter(m
         np.testing.assert_array_equal(a, b)
 
 
+def _not_canonical(x):
+    """The same matrix as a CSR whose rows list their columns backwards, with duplicates.
+
+    Every other entry is stored as two halves (a duplicate pair), so the values
+    only add up once duplicates are summed.
+    """
+    rows, cols, vals = [], [], []
+    for i in range(x.shape[0]):
+        lo, hi = x.indptr[i], x.indptr[i + 1]
+        for k, (j, v) in enumerate(zip(x.indices[lo:hi][::-1], x.data[lo:hi][::-1])):
+            parts = [v / 2, v / 2] if k % 2 else [v]
+            rows += [i] * len(parts)
+            cols += [j] * len(parts)
+            vals += parts
+    indptr = np.searchsorted(rows, np.arange(x.shape[0] + 1))
+    out = sp.csr_matrix((np.array(vals), np.array(cols), indptr), shape=x.shape)
+    assert not out.has_canonical_format and out.nnz > x.nnz
+    return out
+
+
+def test_a_csr_with_unsorted_and_duplicate_entries_is_kept_and_each_batch_made_canonical():
+    x = sp.random(19, 8, density=0.4, format="csr", random_state=3, dtype=np.float64)
+    x.data[::5] = 0.0  # explicit zeros
+    messy = _not_canonical(x)
+    before = (messy.indptr.copy(), messy.indices.copy(), messy.data.copy())
+    ds = SparseDataset(messy, batch_size=6, shuffle=True, seed=0)
+    assert ds.feeding_structure()[0] is messy  # no copy of the caller's matrix
+    for i in range(len(ds)):
+        rows = ds.batch_rows(i)
+        (batch,) = ds[i]
+        indices, values, shape = host_coo(batch)
+        want = x[rows]  # canonical reference, explicit zeros stored
+        assert shape == (len(rows), 8)
+        np.testing.assert_array_equal(
+            indices[:, 0], np.repeat(np.arange(len(rows)), np.diff(want.indptr))
+        )
+        np.testing.assert_array_equal(indices[:, 1], want.indices)
+        np.testing.assert_allclose(values, want.data, rtol=1e-6)
+    for got, was in zip((messy.indptr, messy.indices, messy.data), before):
+        np.testing.assert_array_equal(got, was)  # the caller's arrays untouched
+
+
 @pytest.mark.tensorflow_only
+@pytest.mark.parametrize("canonical", [True, False], ids=["canonical", "unsorted-duplicates"])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_the_tensorflow_feeding_path_cuts_exactly_the_data_sets_batches(shuffle):
+def test_the_tensorflow_feeding_path_cuts_exactly_the_data_sets_batches(
+    shuffle, canonical, monkeypatch
+):
     import random
 
+    from keras_sparse.backend import _tf_data
+
+    monkeypatch.setattr(_tf_data, "_FILL_CHUNK", 5)  # several blocks, canonicalised one by one
     x = sp.random(23, 7, density=0.3, format="csr", random_state=0)
     x[5] = 0  # an empty row
     x = sp.csr_matrix(x)
     x.eliminate_zeros()
     x.data[::4] = 0.0  # explicit zeros stay stored
+    if not canonical:
+        x = _not_canonical(x)
     labels = np.arange(23) % 3
     ds = SparseDataset({"a": x, "b": x.toarray()}, labels, batch_size=4, shuffle=True, seed=1)
     shard = ds.shard(3, 1, batch_size=2)  # shorter shards end with an empty batch

@@ -72,3 +72,22 @@ def test_host_sparse_from_coo_is_the_canonical_batch_keras_gets():
         np.array([[0, 1], [1, 0]]), np.array([2.0, 3.0], np.float32), (2, 2)
     )
     np.testing.assert_array_equal(tf.sparse.to_dense(st).numpy(), [[0.0, 2.0], [3.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(23, dtype=np.int64),
+        np.arange(40, dtype=np.float32).reshape(10, 4) / 3,
+        np.ones((9, 2), bool),
+        np.zeros((0, 3), np.float32),
+    ],
+    ids=["int64", "float32-2d", "bool", "empty"],
+)
+def test_a_feeding_variable_equals_its_array_when_filled_in_chunks(monkeypatch, array):
+    from keras_sparse.backend import _tf_data
+
+    monkeypatch.setattr(_tf_data, "_FILL_CHUNK", 7)  # several chunks and a ragged last one
+    variable = _tf_data._tensor(array)
+    assert variable.dtype == array.dtype and tuple(variable.shape) == array.shape
+    np.testing.assert_array_equal(variable.numpy(), array)
