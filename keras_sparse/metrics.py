@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_sparse import _entries, _ops, _validation, ranking
 from keras_sparse import backend as B
+from keras_sparse._docstrings import format_docstring
 from keras_sparse._registry import register
 
 __all__ = [
@@ -24,6 +25,40 @@ __all__ = [
     "RecallAtK",
     "SparseRootMeanSquaredError",
 ]
+
+
+_CUTOFF_ARGS = """
+k: Cut-off, a positive integer (may exceed the number of items).
+relevance_threshold: An entry of `y_true` is relevant when its value
+    exceeds this (default 0: every stored positive entry).
+"""
+
+_DENOMINATOR_ARG = """
+denominator: `"k"` (default) or `"min"`: divide by min(k, |G(u)|).
+"""
+
+_STATE_ARGS = """
+empty_rows: `"skip"` (default) leaves rows without relevant items out
+    of the mean; `"zero"` counts them as 0.
+name: Metric name, default `"{metric}_at_{{k}}"`.
+dtype: Dtype of the state.
+"""
+
+_RANKING = """
+Scores that are NaN or -inf are never ranked, and such items are removed
+from the relevant set too (that is how `ExcludeSeen` excludes training
+items). Ties go to the lower item index. `sample_weight` is per row.
+"""
+
+
+def _ranking_docstring(metric: str) -> Any:
+    """The shared paragraphs of a ranking metric's docstring (`_docstrings.format_docstring`)."""
+    return format_docstring(
+        cutoff_args=_CUTOFF_ARGS,
+        denominator_arg=_DENOMINATOR_ARG,
+        state_args=_STATE_ARGS.format(metric=metric),
+        ranking=_RANKING,
+    )
 
 
 class _TotalCountMetric(keras.metrics.Metric):
@@ -114,22 +149,16 @@ class _DenominatorMetric(_RankingMetric):
 
 
 @register
+@_ranking_docstring("precision")
 class PrecisionAtK(_DenominatorMetric):
     """Precision@k: relevant items among the top k, divided by k.
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
-        denominator: `"k"` (default) or `"min"`: divide by min(k, |G(u)|).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"precision_at_{k}"`.
-        dtype: Dtype of the state.
+        {{cutoff_args}}
+        {{denominator_arg}}
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
 
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
@@ -143,22 +172,16 @@ class PrecisionAtK(_DenominatorMetric):
 
 
 @register
+@_ranking_docstring("recall")
 class RecallAtK(_DenominatorMetric):
     """Recall@k: relevant items among the top k, divided by |G(u)|.
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
-        denominator: `"k"` (default) or `"min"`: divide by min(k, |G(u)|).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"recall_at_{k}"`.
-        dtype: Dtype of the state.
+        {{cutoff_args}}
+        {{denominator_arg}}
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
     With `denominator="min"` it is Mult-VAE's Recall@k.
 
     Examples:
@@ -173,23 +196,17 @@ class RecallAtK(_DenominatorMetric):
 
 
 @register
+@_ranking_docstring("ndcg")
 class NDCGAtK(_RankingMetric):
     """NDCG@k: DCG of the top k over the ideal DCG of G(u) truncated at k.
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
+        {{cutoff_args}}
         gains: `"binary"` (default, gain 1), `"linear"` (gain = value of
             `y_true`) or `"exponential"` (2**value - 1).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"ndcg_at_{k}"`.
-        dtype: Dtype of the state.
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
     The defaults reproduce `implicit` 0.7's `ndcg_at_k`.
 
     Examples:
@@ -219,21 +236,15 @@ class NDCGAtK(_RankingMetric):
 
 
 @register
+@_ranking_docstring("map")
 class MAPAtK(_RankingMetric):
     """MAP@k: sum over relevant ranks i of precision@i, over min(k, |G(u)|).
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"map_at_{k}"`.
-        dtype: Dtype of the state.
+        {{cutoff_args}}
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
     The defaults reproduce `implicit` 0.7's `mean_average_precision_at_k`.
 
     Examples:
@@ -248,21 +259,15 @@ class MAPAtK(_RankingMetric):
 
 
 @register
+@_ranking_docstring("hit_rate")
 class HitRateAtK(_RankingMetric):
     """Hit rate@k: 1 if any of the top k is relevant, else 0.
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"hit_rate_at_{k}"`.
-        dtype: Dtype of the state.
+        {{cutoff_args}}
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
 
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
@@ -276,21 +281,15 @@ class HitRateAtK(_RankingMetric):
 
 
 @register
+@_ranking_docstring("mrr")
 class MRRAtK(_RankingMetric):
     """MRR@k: 1 / rank of the first relevant item in the top k (0 if none).
 
     Args:
-        k: Cut-off, a positive integer (may exceed the number of items).
-        relevance_threshold: An entry of `y_true` is relevant when its value
-            exceeds this (default 0: every stored positive entry).
-        empty_rows: `"skip"` (default) leaves rows without relevant items out
-            of the mean; `"zero"` counts them as 0.
-        name: Metric name, default `"mrr_at_{k}"`.
-        dtype: Dtype of the state.
+        {{cutoff_args}}
+        {{state_args}}
 
-    Scores that are NaN or -inf are never ranked, and such items are removed
-    from the relevant set too (that is how `ExcludeSeen` excludes training
-    items). Ties go to the lower item index. `sample_weight` is per row.
+    {{ranking}}
 
     Examples:
         >>> import keras_sparse as ks, scipy.sparse as sp
