@@ -292,8 +292,8 @@ def patches() -> tuple[Patch, ...]:
 
 
 # Keras's private state, read here only. Every function below names the
-# private attribute it reads; each is known on Keras 3.10-3.15 (`TESTED`), and
-# Keras's own tests in CI (`.ci/keras_suite.py`) run beside ours on both ends.
+# private attribute it reads; each is known on Keras 3.10-3.15 (`TESTED`: CI
+# runs our tests on both ends, and Keras's own, `.ci/keras_suite.py`, on the latest).
 
 
 def sublayers(model: Any) -> list:
