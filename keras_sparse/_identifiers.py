@@ -3,12 +3,14 @@
 Keras resolves a loss or metric string through a module-level table of its
 own only (`keras.losses.get` and `keras.metrics.get` never look at
 registered custom objects), so `install()` adds our names to those two
-tables through `_compat`. An optimizer string goes through deserialization,
-which reads Keras's public table of custom objects
+tables through `_compat`. Up to Keras 3.15 an optimizer string goes through
+deserialization, which reads Keras's public table of custom objects
 (`keras.saving.get_custom_objects()`), so our optimizer names go there, with
-no change to Keras. No name Keras already uses is replaced, so Keras's own
-identifiers keep their meaning. A metric class named by a string is built
-with its defaults (`"ndcg"` is `NDCGAtK(k=10)`).
+no change to Keras; from 3.16 `keras.optimizers.get` reads its own table
+only, and they join that table as the loss and metric names do. No name
+Keras already uses is replaced, so Keras's own identifiers keep their
+meaning. A metric class named by a string is built with its defaults
+(`"ndcg"` is `NDCGAtK(k=10)`).
 """
 
 from __future__ import annotations
@@ -90,12 +92,16 @@ def install() -> bool:
     """
     done = []
     ours_by_kind = tables()
-    optimizers = ours_by_kind.pop("optimizers")
-    keras_optimizers = {name.lower() for name in dir(keras.optimizers)}
-    custom = keras.saving.get_custom_objects()
-    for name, cls in optimizers.items():
-        if name.lower() not in keras_optimizers:  # Keras lower-cases optimizer names
-            custom.setdefault(name, cls)
+    if _compat.keras_version() <= (3, 15):
+        # Up to Keras 3.15, `keras.optimizers.get` deserializes a string, which reads the
+        # public table of custom objects; from 3.16 it reads its own table only, as for
+        # losses and metrics (seen in keras-nightly 3.16.0.dev2026102704).
+        optimizers = ours_by_kind.pop("optimizers")
+        keras_optimizers = {name.lower() for name in dir(keras.optimizers)}
+        custom = keras.saving.get_custom_objects()
+        for name, cls in optimizers.items():
+            if name.lower() not in keras_optimizers:  # Keras lower-cases optimizer names
+                custom.setdefault(name, cls)
     for kind, ours in ours_by_kind.items():
         done.append(
             _compat.add_entries(
