@@ -137,15 +137,31 @@ def _record(target: str, feature: str, versions: str, reason: str = "") -> bool:
     return not reason
 
 
-def takes(*names: str) -> Callable[[Any], str | None]:
-    """A `check` for `replace`: the original's positional parameters are exactly `names`."""
+def first_found(*targets: str) -> str:
+    """The first of `targets` that this Keras has, else the first one (its warning names it).
+
+    For an attribute that Keras renames between versions: Keras 3.16 calls its JAX
+    trainer `Trainer`, where 3.10-3.15 call it `JAXTrainer`.
+    """
+    for target in targets:
+        if not isinstance(_find(target), str):
+            return target
+    return targets[0]
+
+
+def takes(*names: str, or_also: tuple[str, ...] = ()) -> Callable[[Any], str | None]:
+    """A `check` for `replace`: the original's positional parameters are exactly `names`.
+
+    `or_also` lists the parameters of another version of the same function, also
+    accepted (a parameter that a later Keras adds).
+    """
     import inspect
 
     def check(original: Any) -> str | None:
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         params = inspect.signature(original).parameters.values()
         found = tuple(p.name for p in params if p.kind in positional)
-        return None if found == names else f"it takes {found}, not {names}"
+        return None if found in (names, or_also) else f"it takes {found}, not {names}"
 
     return check
 

@@ -6,7 +6,8 @@ through `backend._jax_distribution.distribute` (rows split by device, see
 there), checks each model against the active distribution before its first
 step, and lets `fit` take SciPy data and `SparseDataset`s under a
 multi-process distribution. All three changes go through `_compat` and are
-known to work on Keras 3.10-3.15.
+known to work on Keras 3.10-3.15; they also install on keras-nightly 3.16 (whose
+trainer class and `_distribute_data` signature changed).
 """
 
 from __future__ import annotations
@@ -168,20 +169,28 @@ def _checked(original: Any) -> Any:
 
 
 def _sparse_distribute_data(original: Any) -> Any:
-    def distribute_data(data: Any, layouts: Any = None) -> Any:
+    def distribute_data(data: Any, layouts: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # Keras 3.16 adds `is_super_batch` (steps_per_execution stacks batches; it
+        # refuses sparse ones itself), which goes to Keras's own function.
         distribution = keras.distribution.distribution()
-        if distribution is None or not _jax_distribution.has_sparse(data):
-            return original(data, layouts)
+        stacked = bool(args[0] if args else kwargs.get("is_super_batch", False))
+        if distribution is None or stacked or not _jax_distribution.has_sparse(data):
+            return original(data, layouts, *args, **kwargs)
         return _jax_distribution.distribute(data, distribution)
 
     return distribute_data
 
 
+#: Keras's JAX trainer class: `JAXTrainer` on Keras 3.10-3.15, `Trainer` from 3.16.
+_TRAINER = ("keras.src.backend.jax.trainer.JAXTrainer", "keras.src.backend.jax.trainer.Trainer")
+
+
 def install() -> bool:
     """Make the three changes of the module doc (idempotent); False if any is missing."""
+    trainer = _compat.first_found(*_TRAINER)
     done = [
         _compat.replace(
-            f"keras.src.backend.jax.trainer.JAXTrainer.{name}",
+            f"{trainer}.{name}",
             _checked,
             feature="the clear error for a model created before keras.distribution was set",
         )
@@ -192,7 +201,7 @@ def install() -> bool:
             "keras.src.backend.jax.trainer._distribute_data",
             _sparse_distribute_data,
             feature="sparse batches under keras.distribution (DataParallel, ModelParallel)",
-            check=_compat.takes("data", "layouts"),
+            check=_compat.takes("data", "layouts", or_also=("data", "layouts", "is_super_batch")),
         )
     )
     done.append(_install_data_adapter())
