@@ -77,33 +77,32 @@ def baseline_step(rows: int, features: int, epochs: int) -> dict:
     return {"ms_per_step": ms, "loss": float(model.evaluate(x, y, verbose=0))}
 
 
-def ours_step(rows: int, features: int, epochs: int) -> dict:
+def _ours(features: int, x, y) -> tuple:
+    """Our model (`SparseDenseInput` + `LazyAdam`) and its `SparseDataset` over `(x, y)`."""
     import keras_sparse as ks
 
-    x, y = make_data(rows, features)
     model = _model(
         features,
         ks.layers.SparseDenseInput(64, activation="relu"),
         ks.optimizers.LazyAdam(),
         sparse=True,
     )
-    data = ks.data.SparseDataset(x, y, batch_size=BATCH)
+    return model, ks.data.SparseDataset(x, y, batch_size=BATCH)
+
+
+def ours_step(rows: int, features: int, epochs: int) -> dict:
+
+    x, y = make_data(rows, features)
+    model, data = _ours(features, x, y)
     ms = _ms_per_step(model, data, len(data), epochs)
     return {"ms_per_step": ms, "loss": float(model.evaluate(data, verbose=0))}
 
 
 def fit_overhead_ms(features: int, calls: int = 20) -> float:
     """Median ms of a one-step `fit` on one batch (the same rows every call)."""
-    import keras_sparse as ks
 
     x, y = make_data(BATCH, features)
-    model = _model(
-        features,
-        ks.layers.SparseDenseInput(64, activation="relu"),
-        ks.optimizers.LazyAdam(),
-        sparse=True,
-    )
-    data = ks.data.SparseDataset(x, y, batch_size=BATCH)
+    model, data = _ours(features, x, y)
     for _ in range(3):
         model.fit(data, epochs=1, verbose=0)
     times = []

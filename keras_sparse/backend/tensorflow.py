@@ -284,9 +284,18 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
         before[:] = tf.nest.flatten(out[2])
         return out
 
-    return _common.unrolled_loop_rows(
-        count, ordered, carry, num_rows, lambda pieces: tf.concat(pieces, axis=0)
-    )
+    parts: list = []
+    for i in range(count):
+        carry, _, pieces = ordered(i, carry)
+        parts.append(pieces)
+    if not parts or not parts[0]:
+        return carry, ()
+    outputs = []
+    for k in range(len(parts[0])):
+        block = int(parts[0][k].shape[0])
+        last = parts[-1][k][block - (num_rows - (count - 1) * block) :]
+        outputs.append(tf.concat([p[k] for p in parts[:-1]] + [last], axis=0))
+    return carry, tuple(outputs)
 
 
 def host_sparse_from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple) -> Any:
