@@ -54,7 +54,7 @@ class Patch:
 
     Attributes:
         target: Dotted path of the Keras attribute changed, e.g.
-            `"keras.layers.Layer.__call__"`.
+            `"keras.Model.__call__"`.
         feature: What the change gives keras_sparse users.
         keras_versions: Keras versions it is known to work on, e.g. `"3.10-3.15"`.
         installed: Whether it is in place in this process.
@@ -301,7 +301,7 @@ def patches() -> tuple[Patch, ...]:
     Examples:
         >>> import keras_sparse as ks
         >>> changed = {p.target: p.installed for p in ks.keras_patches()}
-        >>> changed["keras.layers.Layer.__call__"]
+        >>> changed["keras.Model.__call__"]
         True
     """
     return tuple(_REGISTRY.values())
@@ -363,6 +363,17 @@ def has_compiled_metrics(model: Any) -> bool:
 def compiled_user_loss(compile_loss: Any) -> Any:
     """The `loss=` a `CompileLoss` was given in `compile` (`_user_loss`), or None."""
     return getattr(compile_loss, "_user_loss", None)
+
+
+def in_symbolic_scope() -> bool:
+    """Whether Keras is tracing shapes only (`compute_output_spec`, `Trainer._symbolic_build`).
+
+    There a `CompileLoss` is called with dense stand-ins of the real targets
+    (`KerasTensor`s that drop `sparse`), so what it sees says nothing of them.
+    """
+    from keras.src.backend.common import symbolic_scope
+
+    return bool(symbolic_scope.in_symbolic_scope())
 
 
 def shards_across_processes(distribution: Any) -> bool:

@@ -4,12 +4,14 @@
 `keras_sparse._compat`; each wrapper does its one job and then calls the
 original unchanged:
 
-- `Layer.__call__` converts SciPy sparse inputs to the backend's sparse
-  tensor, so `model(csr)` and `layer(csr)` work as `fit(csr)` does;
+- `Model.__call__` converts SciPy sparse inputs to the backend's sparse
+  tensor for models that use keras_sparse, so `model(csr)` works as
+  `fit(csr)` does (our layers convert in their own `__call__`, and no other
+  layer meets this change);
 - `Model.train_on_batch` / `test_on_batch` / `predict_on_batch` do the same
   for `x` and `y`;
 - the compiled loss warns once when a Keras built-in loss (`"mse"`, ...) gets
-  a sparse target, naming our masked loss;
+  a sparse target, naming our masked loss (checked at its first real call);
 - a functional model warns once when a sparse tensor reaches an `Input`
   declared without `sparse=True` (Keras densifies it there);
 - Keras's SciPy -> backend batch conversion becomes canonical and bucketed
@@ -31,12 +33,12 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-import numpy as np
 import scipy.sparse as sp
 
 from keras_sparse import _compat, _output_targets, _validation
 from keras_sparse import backend as B
 from keras_sparse._identifiers import snake_case
+from keras_sparse._scipy_values import call_arguments, has_scipy, to_backend
 
 # Keras built-in loss -> the masked loss that scores only observed entries.
 SPARSE_ALTERNATIVES = {
@@ -48,46 +50,16 @@ SPARSE_ALTERNATIVES = {
 }
 
 
-def _has_scipy(value: Any) -> bool:
-    if sp.issparse(value):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(sp.issparse(v) for v in value)
-    if isinstance(value, dict):
-        return any(sp.issparse(v) for v in value.values())
-    return False
-
-
-def _to_backend(value: Any) -> Any:
-    """SciPy leaves of `value` as backend sparse tensors (float values as `floatx`)."""
-    from keras_sparse.convert import to_sparse
-
-    def convert(leaf: Any) -> Any:
-        if not sp.issparse(leaf):
-            return leaf
-        floating = np.issubdtype(leaf.dtype, np.floating)
-        return to_sparse(leaf, dtype=keras.backend.floatx() if floating else None)
-
-    if sp.issparse(value):  # before the dict test: dok_matrix is a dict subclass
-        return convert(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(convert(v) for v in value)
-    if isinstance(value, dict):
-        return {key: convert(v) for key, v in value.items()}
-    return value
-
-
 _TAKES_SCIPY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def takes_scipy(layer: Any) -> bool:
-    """Whether `layer(x)` converts SciPy matrices.
+    """Whether `model(x)` converts SciPy matrices.
 
-    It does for our layers and for models that hold a sparse `Input` or one of
-    our layers; any other layer's `__call__` is Keras's own.
+    It does for models that hold a sparse `Input` or one of our layers; any
+    other layer's `__call__` is Keras's own. Our layers convert in their own
+    `__call__` (`layers._base.SparseLayer`).
     """
-    if type(layer).__module__.startswith("keras_sparse"):
-        return True
     if not isinstance(layer, keras.Model):
         return False
     found = _TAKES_SCIPY.get(layer)
@@ -100,10 +72,9 @@ def takes_scipy(layer: Any) -> bool:
 
 def _scipy_call(original: Callable) -> Callable:
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args and _has_scipy(args[0]):
-            args = (_to_backend(args[0]), *args[1:])
-        elif "inputs" in kwargs and _has_scipy(kwargs["inputs"]):
-            kwargs["inputs"] = _to_backend(kwargs["inputs"])
+        scipy = has_scipy(args[0]) if args else has_scipy(kwargs.get("inputs"))
+        if scipy and takes_scipy(self):
+            args, kwargs = call_arguments(args, kwargs)
         return original(self, *args, **kwargs)
 
     return __call__
@@ -111,9 +82,9 @@ def _scipy_call(original: Callable) -> Callable:
 
 def _scipy_batch(original: Callable) -> Callable:
     def on_batch(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        args = tuple(_to_backend(a) if _has_scipy(a) else a for a in args)
-        kwargs = {k: _to_backend(v) if _has_scipy(v) else v for k, v in kwargs.items()}
-        x = _to_backend(x) if _has_scipy(x) else x
+        args = tuple(to_backend(a) if has_scipy(a) else a for a in args)
+        kwargs = {k: to_backend(v) if has_scipy(v) else v for k, v in kwargs.items()}
+        x = to_backend(x) if has_scipy(x) else x
         named = dict(zip(("y", "sample_weight"), args))
         named.update({k: v for k, v in kwargs.items() if k in ("y", "sample_weight")})
         parts = {f"x{path}": v for path, v in _flat_with_paths(x)}
@@ -171,21 +142,30 @@ def _loss_target_pairs(user_loss: Any, y_true: Any) -> list[tuple[Any, Any]]:
     return [(loss, y_true) for loss in _leaves(user_loss)]
 
 
-_CHECKS_TARGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_HOLDS_TWIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOOKED = weakref.WeakSet()  # CompileLoss objects whose first real call has been checked
+_ADVISED = weakref.WeakSet()  # ... and, of those, the ones that got a sparse target
 
 
 def checks_target(compile_loss: Any) -> bool:
-    """Whether a compiled loss holds a Keras loss that has a masked twin (`SPARSE_ALTERNATIVES`).
+    """Whether this call of a compiled loss goes through the sparse-target check.
 
-    Only such a `CompileLoss` looks at its target (for the warning); any other
-    runs Keras's own `__call__`.
+    Only a `CompileLoss` that holds a Keras loss with a masked twin
+    (`SPARSE_ALTERNATIVES`) is checked, and only at its first real call (when
+    the step is traced on TensorFlow and JAX, the first step on torch); from
+    then on only one that got a sparse target keeps the check, for its error
+    message. Every other call runs Keras's own `__call__`.
     """
-    found = _CHECKS_TARGET.get(compile_loss)
-    if found is None:
+    if compile_loss in _ADVISED:
+        return True
+    if compile_loss in _LOOKED:
+        return False
+    holds = _HOLDS_TWIN.get(compile_loss)
+    if holds is None:
         losses = _leaves(_compat.compiled_user_loss(compile_loss))
-        found = any(_builtin_loss_name(loss) in SPARSE_ALTERNATIVES for loss in losses)
-        _CHECKS_TARGET[compile_loss] = found
-    return found
+        holds = any(_builtin_loss_name(loss) in SPARSE_ALTERNATIVES for loss in losses)
+        _HOLDS_TWIN[compile_loss] = holds
+    return holds
 
 
 def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
@@ -207,9 +187,11 @@ def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
 
 def _checked_loss(original: Callable) -> Callable:
     def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        # Runs when the step is traced, not per batch, so checking every call is free.
         advice = builtin_loss_on_sparse(_compat.compiled_user_loss(self), y_true)
+        if not _compat.in_symbolic_scope():  # shape-only calls get dense stand-ins
+            _LOOKED.add(self)
         if advice:
+            _ADVISED.add(self)
             B.warn_once(self, "builtin_loss", advice, stacklevel=2)
         try:
             return original(self, y_true, y_pred, sample_weight)
@@ -291,7 +273,7 @@ def _torch_convert_to_tensor(original: Callable) -> Callable:
 
     def convert_to_tensor(x: Any, dtype: Any = None, sparse: Any = None, ragged: Any = None) -> Any:
         if sp.issparse(x):
-            x = _to_backend(x)
+            x = to_backend(x)
         if B.is_sparse(x) and sparse is False:
             x = x.to_dense()
         return original(x, dtype=dtype, sparse=None, ragged=ragged)
@@ -477,10 +459,10 @@ def install() -> bool:
     """Install the changes above through `_compat` (idempotent); False if any is missing."""
     done = [
         _compat.replace(
-            "keras.layers.Layer.__call__",
+            "keras.Model.__call__",
             _scipy_call,
-            feature="SciPy matrices in model(x) and layer(x)",
-            # torch.compile reads a torch module's `__call__` as a plain function.
+            feature="SciPy matrices in model(x) for models that use keras_sparse",
+            # torch.compile reads a torch module's `__call__` only as a plain function.
             only_where=None if B.NAME == "torch" else takes_scipy,
         )
     ]

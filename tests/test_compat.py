@@ -17,7 +17,7 @@ from keras_sparse import backend as B
 EVERY_BACKEND = [
     "keras.src.losses.ALL_OBJECTS_DICT",
     "keras.src.metrics.ALL_OBJECTS_DICT",
-    "keras.layers.Layer.__call__",
+    "keras.Model.__call__",
     "keras.Model.train_on_batch",
     "keras.Model.test_on_batch",
     "keras.Model.predict_on_batch",
@@ -71,8 +71,8 @@ def test_this_keras_is_in_the_tested_range():
 
 
 def test_installed_replacements_are_in_place_and_name_their_target():
-    owner, name = _compat._resolve("keras.layers.Layer.__call__")
-    assert _compat.replaces(getattr(owner, name)) == "keras.layers.Layer.__call__"
+    owner, name = _compat._resolve("keras.Model.train_on_batch")
+    assert _compat.replaces(getattr(owner, name)) == "keras.Model.train_on_batch"
     assert _compat.replaces(keras.Model.train_step) == "keras.Model.train_step"
 
 
@@ -96,12 +96,16 @@ def fake_keras(monkeypatch):
         _compat.restore(target)
 
 
+@pytest.mark.parametrize("loss", ["mse", "custom"])
 @pytest.mark.parametrize("kind", ["functional", "sequential"])
-def test_a_model_without_keras_sparse_objects_runs_only_keras_code_in_its_step(kind):
+def test_a_model_without_keras_sparse_objects_runs_only_keras_code_in_its_step(kind, loss):
     """No frame of keras_sparse between `fit` and the loss, and Keras's own methods bound.
 
-    Except on torch, where `Layer.__call__` stays one function for every layer:
-    `torch.compile` reads a torch module's `__call__` as a plain function.
+    A compiled `"mse"` (a Keras loss with a masked twin) is checked at its first
+    real call only: from the second step on it is Keras's own `__call__`. Every
+    layer runs Keras's own `__call__`. On torch the model's own call is one
+    plain function (`torch.compile` reads a torch module's `__call__` as one):
+    that frame is the only one of ours.
     """
     import inspect
     import pathlib
@@ -109,11 +113,15 @@ def test_a_model_without_keras_sparse_objects_runs_only_keras_code_in_its_step(k
     import numpy as np
 
     package = pathlib.Path(ks.__file__).parent
-    frames = []
+    steps = []  # per forward pass: the frames seen in it and in the loss after it
+
+    def record():
+        steps[-1].extend((frame.filename, frame.function) for frame in inspect.stack())
 
     class Probe(keras.layers.Layer):  # the stack of the forward pass, at its last layer
         def call(self, x):
-            frames.extend((frame.filename, frame.function) for frame in inspect.stack())
+            steps.append([])
+            record()
             return x
 
     if kind == "functional":
@@ -122,24 +130,26 @@ def test_a_model_without_keras_sparse_objects_runs_only_keras_code_in_its_step(k
     else:
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), Probe()])
 
-    def loss(y_true, y_pred):  # not one of Keras's losses that have a masked twin
-        frames.extend((frame.filename, frame.function) for frame in inspect.stack())
+    def custom(y_true, y_pred):  # not one of Keras's losses that have a masked twin
+        record()
         return keras.ops.mean(keras.ops.abs(y_true - y_pred))
 
-    model.compile(optimizer="sgd", loss=loss, run_eagerly=True)
-    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+    model.compile(optimizer="sgd", loss=custom if loss == "custom" else loss, run_eagerly=True)
+    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), batch_size=2, verbose=0)
+    assert len(steps) >= 2
     ours = {
         (pathlib.Path(name).relative_to(package).as_posix(), function)
-        for name, function in frames
+        for name, function in steps[-1]
         if pathlib.Path(name).is_relative_to(package)
     }
-    assert frames and ours == ({("_keras_hooks.py", "__call__")} if B.NAME == "torch" else set())
-    keras_call = vars(keras.layers.Layer)["__call__"]
+    assert ours == ({("_keras_hooks.py", "__call__")} if B.NAME == "torch" else set())
+    assert model.layers[0].__call__.__func__ is vars(keras.layers.Layer)["__call__"]
     if B.NAME != "torch":
-        assert model.__call__.__func__ is keras_call.original
-        assert model.layers[0].__call__.__func__ is keras_call.original
+        assert model.__call__.__func__ is vars(keras.Model)["__call__"].original
     assert model.train_step.__func__ is vars(keras.Model)["train_step"].original
-    for obj in [model, *model.layers]:  # nothing of ours is written onto such a model
+    compile_loss = model._compile_loss  # what Keras's step calls: its own `__call__`
+    assert compile_loss.__call__.__func__ is vars(type(compile_loss))["__call__"].original
+    for obj in [model, *model.layers, compile_loss]:  # nothing of ours is written on them
         assert not [name for name in vars(obj) if "keras_sparse" in name], obj
 
 

@@ -85,6 +85,26 @@ def test_builtin_loss_on_sparse_target_names_the_masked_loss(loss):
             assert "scores only the observed entries" in str(err)
 
 
+def test_a_builtin_loss_keeps_the_check_only_after_a_sparse_target():
+    """Checked at its first real call; kept for the error message only where it warned."""
+    from keras.src.trainers.compile_utils import CompileLoss
+
+    ours = vars(CompileLoss)["__call__"].function
+    dense = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+    dense.compile(optimizer="sgd", loss="mse")
+    assert dense._compile_loss.__call__.__func__ is ours  # not yet called
+    dense.fit(X, Y.toarray(), epochs=1, verbose=0)
+    assert dense._compile_loss.__call__.__func__ is not ours
+    sparse = keras.Sequential([keras.Input((9,), sparse=True), keras.layers.Dense(6)])
+    sparse.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match="sparse_mse"):
+        try:
+            sparse.fit(X, Y, epochs=1, verbose=0)
+        except ValueError:
+            pass
+    assert sparse._compile_loss.__call__.__func__ is ours
+
+
 def test_our_losses_and_dense_targets_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-
 from keras_sparse import _ops
 from keras_sparse._registry import register
+from keras_sparse.layers._base import SparseLayer
 
 
 @register
-class ExcludeSeen(keras.layers.Layer):
+class ExcludeSeen(SparseLayer):
     """Set the scores of already-seen items to -inf at inference, so they are never ranked.
 
     Called on `[scores, seen]`: `scores` is the dense `(rows, items)` output of

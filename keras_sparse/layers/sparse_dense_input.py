@@ -10,12 +10,13 @@ from keras import ops
 from keras_sparse import _ops, _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
+from keras_sparse.layers._base import SparseLayer
 
 COMBINERS = ("sum", "mean", "sqrtn")
 
 
 @register
-class SparseDenseInput(keras.layers.Layer):
+class SparseDenseInput(SparseLayer):
     """Dense projection of sparse features: `combine(x) @ kernel + bias`.
 
     For a sparse input the kernel is read by gathering only the rows of the

@@ -12,6 +12,7 @@ from keras import ops
 from keras_sparse import _compat, _item_blocks, _negatives, _ops, _output_targets, _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
+from keras_sparse.layers._base import SparseLayer
 
 SAMPLINGS = ("uniform", "counts", "in_batch", "mixed", "hard")
 DEFAULT_SAMPLING = "hard"  # chosen by measurement: docs/large_catalogues.md
@@ -23,7 +24,7 @@ _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
 @register
-class SparseDenseOutput(keras.layers.Layer):
+class SparseDenseOutput(SparseLayer):
     """`Dense(units)` for huge outputs: in `fit`, only what the loss reads is scored.
 
     In `predict`, `evaluate` and `model(x)` it returns the same dense scores as

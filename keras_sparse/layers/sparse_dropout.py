@@ -9,10 +9,11 @@ import keras
 from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
+from keras_sparse.layers._base import SparseLayer
 
 
 @register
-class SparseDropout(keras.layers.Layer):
+class SparseDropout(SparseLayer):
     """Dropout on the stored values of a sparse input (Keras `Dropout` fails on it).
 
     In training each stored value is zeroed with probability `rate` and the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -12,10 +11,11 @@ from keras_sparse import _validation
 from keras_sparse import backend as B
 from keras_sparse._registry import register
 from keras_sparse.convert import coo_parts
+from keras_sparse.layers._base import SparseLayer
 
 
 @register
-class SparseMatMul(keras.layers.Layer):
+class SparseMatMul(SparseLayer):
     """Sparse @ dense product, with a fixed matrix or with two operands.
 
     Two ways to use it:

@@ -8,10 +8,11 @@ import keras
 
 from keras_sparse import _ops, _validation
 from keras_sparse._registry import register
+from keras_sparse.layers._base import SparseLayer
 
 
 @register
-class TopK(keras.layers.Layer):
+class TopK(SparseLayer):
     """Return `(scores, indices)` of the k best items per row, best first.
 
     Put it at the end of a recommender so a served model sends k numbers per
