@@ -72,6 +72,8 @@ def takes_scipy(layer: Any) -> bool:
 
 def _scipy_call(original: Callable) -> Callable:
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # On torch every model comes here, under torch.compile too: a type test
+        # first, the model's cached answer only for a SciPy input.
         scipy = has_scipy(args[0]) if args else has_scipy(kwargs.get("inputs"))
         if scipy and takes_scipy(self):
             args, kwargs = call_arguments(args, kwargs)
@@ -142,9 +144,7 @@ def _loss_target_pairs(user_loss: Any, y_true: Any) -> list[tuple[Any, Any]]:
     return [(loss, y_true) for loss in _leaves(user_loss)]
 
 
-_HOLDS_TWIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_LOOKED = weakref.WeakSet()  # CompileLoss objects whose first real call has been checked
-_ADVISED = weakref.WeakSet()  # ... and, of those, the ones that got a sparse target
+_CHECKS_TARGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def checks_target(compile_loss: Any) -> bool:
@@ -153,19 +153,15 @@ def checks_target(compile_loss: Any) -> bool:
     Only a `CompileLoss` that holds a Keras loss with a masked twin
     (`SPARSE_ALTERNATIVES`) is checked, and only at its first real call (when
     the step is traced on TensorFlow and JAX, the first step on torch); from
-    then on only one that got a sparse target keeps the check, for its error
-    message. Every other call runs Keras's own `__call__`.
+    then on only one that got a sparse target (and warned) keeps the check, for
+    its error message. Every other call runs Keras's own `__call__`.
     """
-    if compile_loss in _ADVISED:
-        return True
-    if compile_loss in _LOOKED:
-        return False
-    holds = _HOLDS_TWIN.get(compile_loss)
-    if holds is None:
+    found = _CHECKS_TARGET.get(compile_loss)
+    if found is None:
         losses = _leaves(_compat.compiled_user_loss(compile_loss))
-        holds = any(_builtin_loss_name(loss) in SPARSE_ALTERNATIVES for loss in losses)
-        _HOLDS_TWIN[compile_loss] = holds
-    return holds
+        found = any(_builtin_loss_name(loss) in SPARSE_ALTERNATIVES for loss in losses)
+        _CHECKS_TARGET[compile_loss] = found
+    return found
 
 
 def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
@@ -188,11 +184,12 @@ def builtin_loss_on_sparse(user_loss: Any, y_true: Any) -> str | None:
 def _checked_loss(original: Callable) -> Callable:
     def __call__(self: Any, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         advice = builtin_loss_on_sparse(_compat.compiled_user_loss(self), y_true)
-        if not _compat.in_symbolic_scope():  # shape-only calls get dense stand-ins
-            _LOOKED.add(self)
         if advice:
-            _ADVISED.add(self)
             B.warn_once(self, "builtin_loss", advice, stacklevel=2)
+        # Checked once it saw a real target (shape-only calls get dense stand-ins);
+        # one that warned keeps the check for its error message.
+        if not B.warned(self, "builtin_loss") and not _compat.in_symbolic_scope():
+            _CHECKS_TARGET[self] = False
         try:
             return original(self, y_true, y_pred, sample_weight)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
