@@ -96,18 +96,21 @@ def _left_out(scores: Any, start: Any, block: int, exclude: Any) -> Any:
     mask: a mask depends only on `exclude`, and TensorFlow computed every
     block's mask up front and held them all (10.8 GB against 0.55 GB for the
     value and gradient of a 6400-row, 100k-item log-partition in blocks of
-    4096). The penalty is large but
+    4096). The current value is read with a gather of one entry per row
+    (`take_along_axis` broadcasts the block on TensorFlow: two more passes over
+    it). The penalty is large but
     finite, so that a block of excluded items only never gives `inf - inf` in
     the running maximum. Ids outside the block leave the row as it is.
     """
     local = exclude - start
     inside = ops.logical_and(ops.greater_equal(local, 0), ops.less(local, block))
     local = ops.where(inside, local, ops.zeros_like(local))
-    current = ops.take_along_axis(scores, local[:, None], axis=1)[:, 0]
+    rows = ops.arange(ops.shape(scores)[0], dtype=local.dtype)
+    where = ops.stack([rows, local], axis=1)
+    current = _ops.gather_entries(scores, where)
     penalty = float(np.finfo(keras.backend.standardize_dtype(scores.dtype)).max) / 4
     new = ops.where(inside, current - penalty, current)
-    rows = ops.arange(ops.shape(scores)[0], dtype=local.dtype)
-    return ops.scatter_update(scores, ops.stack([rows, local], axis=1), new)
+    return ops.scatter_update(scores, where, new)
 
 
 def _overlaps(i: Any, count: int, num_items: int, block: int) -> bool:
@@ -147,23 +150,37 @@ def _forward_looped(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = N
 def _backward_looped(
     h: Any, kernel: Any, bias: Any, lse: Any, upstream: Any, block: int, exclude: Any = None
 ):
+    """Gradients of `sum(upstream * log_partition)`, one block of scores at a time.
+
+    Each block's softmax weights `exp(scores - lse)` are used unscaled: the
+    upstream gradient (one value per row) scales the rows of `h` that the
+    table's gradient multiplies (`weights.T @ h_u`, through `backend.matmul_t`:
+    `keras.ops.transpose` would write each `(rows, block)` block transposed),
+    the bias gradient's product (`u @ weights`), and `grad_h` once at the end.
+    This spares a pass over every block.
+    """
     block, count = _loop_bounds(kernel.shape[0], block)
+    upstream = ops.cast(upstream, h.dtype)
+    scaled = h * upstream[:, None]
 
     def body(i: Any, grad_h: Any) -> tuple:
         start, rows, b, fresh = _looped_block(kernel, bias, i, block)
         scores = table_scores(h, rows, b)
         if exclude is not None:  # the excluded item is in no row's sum
             scores = _left_out(scores, start, block, exclude)
-        weights = ops.exp(scores - lse[:, None]) * upstream[:, None]
+        weights = ops.exp(scores - lse[:, None])
         new = weights
         if _overlaps(i, count, kernel.shape[0], block):
             new = ops.where(fresh[None, :], weights, ops.zeros_like(weights))
         grad_h = grad_h + ops.matmul(new, rows)
         # Rows shared with the previous block get the same values again.
-        return grad_h, start, (ops.matmul(ops.transpose(weights), h), ops.sum(weights, axis=0))
+        table = B.matmul_t(weights, scaled)
+        db = None if bias is None else ops.matmul(upstream[None, :], weights)[0]
+        return grad_h, start, ((table,) if bias is None else (table, db))
 
-    grad_h, (grad_kernel, grad_bias) = B.loop_rows(count, body, ops.zeros_like(h), kernel.shape[0])
-    return grad_h, grad_kernel, grad_bias
+    grad_h, grads = B.loop_rows(count, body, ops.zeros_like(h), kernel.shape[0])
+    grad_h = grad_h * upstream[:, None]
+    return (grad_h, grads[0], None) if bias is None else (grad_h, grads[0], grads[1])
 
 
 def log_partition(h: Any, kernel: Any, bias: Any, block: int, exclude: Any = None) -> Any:

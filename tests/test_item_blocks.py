@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from reference import ranked_list
 
 import keras_sparse as ks
+from conftest import gradient
 from keras_sparse import _item_blocks
 
 
@@ -63,9 +64,38 @@ def test_log_partition_equals_numpy(problem):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_group_max_and_its_gradient_equal_numpy_across_blocks_and_masks():
-    from tests.conftest import gradient
+@settings(max_examples=20)
+@given(problems(), st.booleans())
+def test_log_partition_gradient_with_an_excluded_item_equals_numpy(problem, exclude_label):
+    h, kernel, bias, block, _, _ = problem
+    rng = np.random.default_rng(h.size + kernel.size)
+    rows, items = h.shape[0], kernel.shape[0]
+    # Per-row upstream values of any sign (zero included), as a masked, weighted loss sends.
+    upstream = rng.normal(size=rows).astype(np.float32) * rng.integers(0, 2, rows)
+    # One item left out per row, or none (-1 and ids past the table leave the row whole).
+    # A row whose only item is left out has no log-partition at all: two items or more.
+    excluding = exclude_label and items > 1
+    exclude = rng.integers(-1, items + 1, rows).astype(np.int32) if excluding else None
+    scores = _scores(h, kernel, bias)
+    if exclude is not None:
+        inside = (exclude >= 0) & (exclude < items)
+        scores[np.arange(rows)[inside], exclude[inside]] = -np.inf
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    weights = weights / weights.sum(axis=1, keepdims=True) * upstream[:, None]
 
+    def fn(h_=h, kernel_=kernel, bias_=bias):
+        lse = _item_blocks.log_partition(h_, kernel_, bias_, block, exclude=exclude)
+        return keras.ops.multiply(lse, upstream)
+
+    np.testing.assert_allclose(gradient(fn, h), weights @ kernel, rtol=1e-4, atol=1e-5)
+    grad_kernel = gradient(lambda v: fn(h, v), kernel)
+    np.testing.assert_allclose(grad_kernel, weights.T @ h, rtol=1e-4, atol=1e-5)
+    if bias is not None:
+        grad_bias = gradient(lambda v: fn(h, kernel, v), bias)
+        np.testing.assert_allclose(grad_bias, weights.sum(axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_group_max_and_its_gradient_equal_numpy_across_blocks_and_masks():
     rng = np.random.default_rng(4)
     rows, d, n, groups = 5, 3, 7, 3  # blocks of 2 groups: 4 blocks, the last one padded
     h = rng.normal(size=(rows, d)).astype(np.float32)

@@ -25,8 +25,8 @@ Each backend file defines the names in `API` below:
   `segment_sum` and `segment_max` (safe on empty batches), `replica_sum`, `compile_fn`
   (compiles an inference function: no gradients), `sparse_dense_matmul`,
   `sparse_num_rows`, `sparse_shape`;
-- item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs) and
-  `dense_gradient`;
+- item-block loops: `loop_rows` (a loop whose blocks write rows of large outputs),
+  `matmul_t` (`a.T @ b` without a transposed copy of `a`) and `dense_gradient`;
 - Keras's batches and steps: `host_sparse_from_coo` (a SciPy batch as Keras's
   data adapters hand it over), `pydataset_adapter` (a Keras data adapter that
   cuts a `SparseDataset`'s batches in the backend's own pipeline, or None for
@@ -74,6 +74,7 @@ API = (
     "lazy_adam_update",
     "loop_rows",
     "make_sparse",
+    "matmul_t",
     "mark_row_sparse",
     "note_dense_read",
     "place_batch",
@@ -126,6 +127,7 @@ is_sparse_gradient = _backend.is_sparse_gradient
 lazy_adam_update = _backend.lazy_adam_update
 loop_rows = _backend.loop_rows
 make_sparse = _backend.make_sparse
+matmul_t = _backend.matmul_t
 mark_row_sparse = _backend.mark_row_sparse
 note_dense_read = _backend.note_dense_read
 place_batch = _backend.place_batch

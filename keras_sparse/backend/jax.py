@@ -322,6 +322,11 @@ def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> A
     return summed.reshape(batch, out_rows, dense.shape[-1])
 
 
+def matmul_t(a: Any, b: Any) -> Any:
+    """`a.T @ b` of two 2-D arrays (XLA folds the transpose into the product)."""
+    return jnp.matmul(jnp.transpose(a), b)
+
+
 def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
     """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
 

@@ -262,6 +262,11 @@ def sparse_dense_matmul(
     return tf.reshape(summed, tf.stack([batch, out_rows, width]))
 
 
+def matmul_t(a: Any, b: Any) -> tf.Tensor:
+    """`a.T @ b` of two 2-D tensors, without writing `a.T` (`keras.ops.transpose` would)."""
+    return tf.matmul(a, b, transpose_a=True)
+
+
 def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
     """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
 

@@ -301,6 +301,11 @@ def sparse_dense_matmul(sparse: Any, dense: Any, transpose_a: bool = False) -> t
     return summed.reshape(batch, out_rows, dense.shape[-1])
 
 
+def matmul_t(a: Any, b: Any) -> torch.Tensor:
+    """`a.T @ b` of two 2-D tensors (`a.T` is a view)."""
+    return torch.matmul(a.T, b)
+
+
 def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[Any, tuple]:
     """Run `body(i, carry) -> (carry, start, pieces)` for i < count; assemble the pieces.
 
