@@ -64,7 +64,7 @@ def test_log_partition_equals_numpy(problem):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=20)
+@settings(max_examples=10)
 @given(problems(), st.booleans())
 def test_log_partition_gradient_with_an_excluded_item_equals_numpy(problem, exclude_label):
     h, kernel, bias, block, _, _ = problem
