@@ -375,7 +375,7 @@ def group_max(h: Any, kernel: Any, bias: Any, groups: int, block: int, masks: li
                 spread = ops.one_hot(picked, groups, dtype=h.dtype) * weight[:, :, None]
                 spread = ops.reshape(spread, (-1, width))
                 grad_h = grad_h + ops.matmul(spread, part)
-                pieces = (ops.matmul(ops.transpose(spread), h), ops.sum(spread, axis=0))
+                pieces = (B.matmul_t(spread, h), ops.sum(spread, axis=0))
                 return grad_h, start, pieces
 
             grad_h, (grad_kernel, grad_bias) = B.loop_rows(
