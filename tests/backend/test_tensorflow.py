@@ -91,3 +91,31 @@ def test_a_feeding_variable_equals_its_array_when_filled_in_chunks(monkeypatch, 
     variable = _tf_data._tensor(array)
     assert variable.dtype == array.dtype and tuple(variable.shape) == array.shape
     np.testing.assert_array_equal(variable.numpy(), array)
+
+
+def test_loop_rows_writes_every_block_into_a_fresh_output_on_every_call():
+    """The pieces are written in place (`InplaceUpdate`): each call gets its own buffer.
+
+    Blocks of 4 over 10 rows (the last one starts at row 6 and rewrites rows 6-7
+    with the same values), a carry, and a zeros tensor of the output's shape in
+    the same graph that no write may reach.
+    """
+    num_rows, block = 10, 4
+
+    @tf.function
+    def run(table, scale):
+        def body(i, carry):
+            start = tf.minimum(i * block, num_rows - block)
+            piece = tf.slice(table, [start, 0], [block, 3]) * scale
+            return carry + 1.0, start, (piece, piece[:, 0])
+
+        carry, (rows, first) = tf_backend.loop_rows(3, body, tf.zeros(()), num_rows)
+        return carry, rows, first, tf.zeros((num_rows, 3))
+
+    table = np.arange(30, dtype=np.float32).reshape(num_rows, 3)
+    results = [run(tf.constant(table), tf.constant(s)) for s in (2.0, -1.0)]
+    for scale, (carry, rows, first, zeros) in zip((2.0, -1.0), results):
+        assert float(carry) == 3.0
+        np.testing.assert_array_equal(rows.numpy(), table * scale)
+        np.testing.assert_array_equal(first.numpy(), table[:, 0] * scale)
+        np.testing.assert_array_equal(zeros.numpy(), np.zeros((num_rows, 3), np.float32))
