@@ -287,9 +287,12 @@ def loop_rows(count: int, body: Callable, carry: Any, num_rows: int) -> tuple[An
     constant), each written only by the chain of updates, so no other tensor
     sees the writes. Holding every piece until one `concat` held the output
     twice at the end: the value and gradient of a 1024-row log-partition over
-    a 1M x 64 table peaked 1067 MB so, 920 MB now. `InplaceUpdate` has no XLA
-    kernel; models with keras_sparse layers never compile with XLA on this
-    backend (`SUPPORTS_JIT`).
+    a 1M x 64 table peaked at 1067 MB that way, 920 MB this way. The outputs
+    are zero-filled first, though the blocks cover every row (torch's twin
+    leaves them empty): one pass over each output per step, so that a caller
+    whose blocks leave a gap gets zeros, not stale memory. `InplaceUpdate` has
+    no XLA kernel; models with keras_sparse layers never compile with XLA on
+    this backend (`SUPPORTS_JIT`).
     """
     before: list = []
     outputs: list | None = None
